@@ -1,0 +1,181 @@
+"""MNIST held in memory as uint8 tensors (on the training device), batched by indexing."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from siamese_lit.data.loader import BatchLoader, seeded
+from siamese_lit.data.mnist import ensure_mnist, load_mnist
+from siamese_lit.errors import check
+
+
+class MNISTDataModule(L.LightningDataModule):
+    """The 60k training images split (seeded) into train/val, and the untouched 10k test images.
+
+    Batches are (images uint8 (B, 28, 28), labels) for training and (images, labels, indices) for
+    evaluation; images are normalised (and optionally augmented) per batch on the batch's device in
+    `on_after_batch_transfer`, so the loop never touches single items.
+
+    Args:
+        data_dir: folder holding MNIST/raw/ (torchvision layout).
+        download: fetch the files with torchvision when they are missing.
+        batch_size: training batch size; eval_batch_size: for validation and test.
+        val_size: images held out of the 60k training images for validation.
+        train_size / test_size: use only that many (seeded) images, e.g. for quick runs; None = all.
+        classes: digits to keep for training and validation (None = all ten).
+        test_classes: digits to keep for testing (None = `classes`).
+        seed: seeds the training order (pass the run's seed).
+        split_seed: seeds the train/val split and every fixed evaluation sample, independently of
+            `seed`, so runs with different seeds are scored on the same images.
+        mean, std: normalisation of pixel values in [0, 1].
+        augment: None, or {degrees, translate, scale} of a small random affine per training image.
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        download: bool = True,
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        val_size: int = 5000,
+        train_size: int | None = None,
+        test_size: int | None = None,
+        classes: Sequence[int] | None = None,
+        test_classes: Sequence[int] | None = None,
+        seed: int = 0,
+        split_seed: int = 0,
+        mean: float = 0.1307,
+        std: float = 0.3081,
+        augment: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        check(batch_size >= 1, f"data.batch_size must be >= 1, got {batch_size}.")
+        check(eval_batch_size >= 1, f"data.eval_batch_size must be >= 1, got {eval_batch_size}.")
+        check(0 < val_size < 60_000, f"data.val_size must be in 1..59999, got {val_size}.")
+        check(std > 0, f"data.std must be > 0, got {std}.")
+        for name, digits in (("classes", classes), ("test_classes", test_classes)):
+            if digits is not None:
+                check(
+                    len(set(digits)) >= 2 and all(0 <= int(d) <= 9 for d in digits),
+                    f"data.{name} must list at least 2 distinct digits in 0..9, got {list(digits)}.",
+                )
+        self.save_hyperparameters(logger=False)
+        self.data_dir, self.download = str(data_dir), download
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.classes = sorted({int(c) for c in classes}) if classes is not None else list(range(10))
+        self.test_classes = sorted({int(c) for c in test_classes}) if test_classes else self.classes
+        self.seed, self.split_seed = seed, split_seed
+        self.mean, self.std, self.augment = mean, std, augment
+        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+
+    # ---- loading -------------------------------------------------------------------------------
+
+    def prepare_data(self) -> None:
+        ensure_mnist(self.data_dir, self.download)
+
+    @property
+    def device(self) -> torch.device:
+        """The device the data lives on: the training device once a Trainer is attached."""
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        x, y = load_mnist(self.data_dir, train=True)
+        perm = torch.randperm(len(y), generator=seeded(self.split_seed))
+        val_idx, train_idx = perm[: self.hparams.val_size], perm[self.hparams.val_size :]
+        x_test, y_test = load_mnist(self.data_dir, train=False)
+        splits = {
+            # the whole training split, whatever the class filter: galleries of references come from it
+            "train_all": (x[train_idx], y[train_idx]),
+            "train": self._subset(x[train_idx], y[train_idx], self.classes, self.hparams.train_size, 1),
+            "val": self._subset(x[val_idx], y[val_idx], self.classes, None, 2),
+            "test": self._subset(x_test, y_test, self.test_classes, self.hparams.test_size, 3),
+        }
+        device = self.device
+        self.splits = {k: (xs.to(device), ys.to(device)) for k, (xs, ys) in splits.items()}
+
+    def _subset(
+        self, x: Tensor, y: Tensor, classes: list[int], size: int | None, salt: int
+    ) -> tuple[Tensor, Tensor]:
+        keep = torch.isin(y, torch.tensor(classes))
+        x, y = x[keep], y[keep]
+        if size is not None and size < len(y):
+            pick = torch.randperm(len(y), generator=seeded(self.split_seed + salt))[:size].sort().values
+            x, y = x[pick], y[pick]
+        return x, y
+
+    # ---- loaders -------------------------------------------------------------------------------
+
+    def _context(self) -> tuple[int, int, int]:
+        t = self.trainer
+        return (t.current_epoch, t.global_rank, t.world_size) if t is not None else (0, 0, 1)
+
+    def image_loader(self, split: str, batch_size: int | None = None) -> BatchLoader:
+        """(images, labels, indices) of one split, in order: what evaluation embeds once."""
+        x, y = self.splits[split]
+        index = torch.arange(len(y), device=y.device)
+        return BatchLoader(
+            lambda epoch: (index,),
+            lambda i: (x[i], y[i], i),
+            len(y),
+            batch_size or self.eval_batch_size,
+            context=self._context,
+        )
+
+    def train_dataloader(self) -> BatchLoader:
+        x, y = self.splits["train"]
+
+        def rows(epoch: int) -> tuple[Tensor]:
+            return (torch.randperm(len(y), generator=seeded(self.seed * 100_003 + epoch)).to(y.device),)
+
+        return BatchLoader(
+            rows, lambda i: (x[i], y[i]), len(y), self.batch_size, even_shards=True, context=self._context
+        )
+
+    def val_dataloader(self) -> BatchLoader:
+        return self.image_loader("val")
+
+    def test_dataloader(self) -> BatchLoader:
+        return self.image_loader("test")
+
+    # ---- per-batch preprocessing on the device -------------------------------------------------
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """uint8 (..., 28, 28) -> float, normalised."""
+        return (images.float() / 255.0 - self.mean) / self.std
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        training = self.trainer is not None and self.trainer.training
+        out = []
+        for t in batch:
+            if isinstance(t, Tensor) and t.dtype == torch.uint8:
+                t = self.normalize(t)
+                if training and self.augment:
+                    t = random_affine(t, **self.augment)
+            out.append(t)
+        return tuple(out)
+
+
+def random_affine(
+    images: Tensor, degrees: float = 10.0, translate: float = 0.1, scale: Sequence[float] = (0.9, 1.1)
+) -> Tensor:
+    """A small random rotation, shift and zoom of each image of a (B, H, W) batch, in one grid_sample."""
+    b = images.shape[0]
+    dev = images.device
+    angle = (torch.rand(b, device=dev) * 2 - 1) * math.radians(degrees)
+    zoom = torch.empty(b, device=dev).uniform_(float(scale[0]), float(scale[1]))
+    shift = (torch.rand(b, 2, device=dev) * 2 - 1) * 2 * translate  # grid units span 2
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, (b, 1, *images.shape[-2:]), align_corners=False)
+    background = images.amin(dim=(-2, -1), keepdim=True).unsqueeze(1)
+    out = F.grid_sample(images.unsqueeze(1) - background, grid, align_corners=False) + background
+    return out.squeeze(1)

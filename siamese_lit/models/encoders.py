@@ -1,0 +1,114 @@
+"""Plain nn.Module encoders: usable without Lightning, shared by the classifier and the Siamese model.
+
+Each maps a batch of normalised images (B, 28, 28) (or (B, 1, 28, 28)) to vectors (B, out_dim).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from siamese_lit.errors import check
+
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
+def _images(x: Tensor) -> Tensor:
+    """(B, 1, H, W) or (B, H, W) -> (B, H, W)."""
+    return x.squeeze(1) if x.dim() == 4 else x
+
+
+class SequenceEncoder(nn.Module):
+    """Reads a digit as a sequence of its rows (28 steps of 28 pixels) with a recurrent network.
+
+    The last layer's final hidden state (both directions when bidirectional) is projected to
+    `out_dim`: the 10 logits of a classifier, or the embedding of a Siamese model.
+    """
+
+    def __init__(
+        self,
+        cell: str = "lstm",
+        input_size: int = 28,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        out_dim: int = 10,
+    ) -> None:
+        super().__init__()
+        check(cell in CELLS, f"model.net.cell must be one of {sorted(CELLS)}, got {cell!r}.")
+        check(hidden_size >= 1, f"model.net.hidden_size must be >= 1, got {hidden_size}.")
+        check(num_layers >= 1, f"model.net.num_layers must be >= 1, got {num_layers}.")
+        check(0 <= dropout < 1, f"model.net.dropout must be in [0, 1), got {dropout}.")
+        check(out_dim >= 1, f"the output/embedding size (out_dim, embedding_dim) must be >= 1, got {out_dim}.")
+        self.rnn = CELLS[cell](
+            input_size,
+            hidden_size,
+            num_layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.directions = 2 if bidirectional else 1
+        self.head = nn.Linear(hidden_size * self.directions, out_dim)
+        self.out_dim = out_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        _, h = self.rnn(_images(x))
+        if isinstance(h, tuple):  # LSTM: (h_n, c_n)
+            h = h[0]
+        last = h[-self.directions :]  # the last layer, each direction: (directions, B, H)
+        return self.head(torch.cat(list(last), dim=1))
+
+
+class CNNEncoder(nn.Module):
+    """The small CNN of the Siamese introduction article: Conv(1->128, k5, s3), ReLU, LRN,
+    MaxPool(4, 2), Dropout, then fully connected layers down to `out_dim`."""
+
+    def __init__(
+        self, channels: int = 128, hidden: Sequence[int] = (512, 128), dropout: float = 0.1, out_dim: int = 10
+    ) -> None:
+        super().__init__()
+        check(out_dim >= 1, f"the embedding size must be >= 1, got {out_dim}.")
+        check(0 <= dropout < 1, f"model.net.dropout must be in [0, 1), got {dropout}.")
+        self.features = nn.Sequential(
+            nn.Conv2d(1, channels, kernel_size=5, stride=3),  # 28 -> 8
+            nn.ReLU(),
+            nn.LocalResponseNorm(5),
+            nn.MaxPool2d(4, stride=2),  # 8 -> 3
+            nn.Dropout(dropout),
+            nn.Flatten(),
+        )
+        widths = [channels * 3 * 3, *hidden]
+        layers: list[nn.Module] = []
+        for i, o in zip(widths[:-1], widths[1:], strict=True):
+            layers += [nn.Linear(i, o), nn.ReLU()]
+        self.head = nn.Sequential(*layers, nn.Linear(widths[-1], out_dim))
+        self.out_dim = out_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(_images(x).unsqueeze(1)))
+
+
+class MLPEncoder(nn.Module):
+    """The MATLAB example's MLP 784 -> 1024 -> 1024 -> out_dim, ReLU, He initialisation."""
+
+    def __init__(self, input_size: int = 784, hidden: Sequence[int] = (1024, 1024), out_dim: int = 2) -> None:
+        super().__init__()
+        check(out_dim >= 1, f"the embedding size must be >= 1, got {out_dim}.")
+        widths = [input_size, *hidden]
+        layers: list[nn.Module] = []
+        for i, o in zip(widths[:-1], widths[1:], strict=True):
+            layers += [nn.Linear(i, o), nn.ReLU()]
+        layers.append(nn.Linear(widths[-1], out_dim))
+        self.net = nn.Sequential(*layers)
+        for m in self.net:
+            if isinstance(m, nn.Linear):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        self.out_dim = out_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(_images(x).flatten(1))
