@@ -1,0 +1,203 @@
+"""The in-memory MNIST data module and the pair sampler, on the real MNIST files."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from siamese_lit.data import DISSIMILAR, SIMILAR, MNISTDataModule, PairDataModule, PairSampler
+from siamese_lit.data.mnist import DATA_DIR_VARIABLE, MNIST_FILES
+from siamese_lit.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def mnist(data_dir: Path) -> MNISTDataModule:
+    dm = MNISTDataModule(str(data_dir), download=False, batch_size=64, seed=1)
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+@pytest.fixture(scope="module")
+def pairs(data_dir: Path) -> PairDataModule:
+    dm = PairDataModule(str(data_dir), download=False, batch_size=100, seed=1, eval_pairs=4000, gallery_size=500)
+    dm.setup("fit")
+    return dm
+
+
+def test_split_sizes_dtypes_and_disjointness(mnist: MNISTDataModule) -> None:
+    (xt, yt), (xv, yv), (xs, ys) = (mnist.splits[k] for k in ("train", "val", "test"))
+    assert (len(yt), len(yv), len(ys)) == (55_000, 5_000, 10_000)
+    assert xt.dtype == torch.uint8 and xt.shape[1:] == (28, 28) and yt.dtype == torch.int64
+    # train and val are disjoint parts of the 60k training images: no image tensor appears in both
+    train_rows = {bytes(r) for r in xt.flatten(1).numpy()}
+    shared = sum(bytes(r) in train_rows for r in xv.flatten(1).numpy())
+    assert shared <= 5  # MNIST holds a handful of exact duplicate images
+    assert set(ys.unique().tolist()) == set(range(10))
+
+
+def test_split_is_seeded(data_dir: Path, mnist: MNISTDataModule) -> None:
+    same = MNISTDataModule(str(data_dir), download=False, split_seed=0)
+    other = MNISTDataModule(str(data_dir), download=False, split_seed=1)
+    for dm in (same, other):
+        dm.setup()
+    assert torch.equal(same.splits["val"][1], mnist.splits["val"][1])
+    assert not torch.equal(other.splits["val"][1], mnist.splits["val"][1])
+
+
+def test_batches_are_normalised_on_transfer(mnist: MNISTDataModule) -> None:
+    x, y = next(iter(mnist.train_dataloader()))
+    assert x.dtype == torch.uint8 and x.shape == (64, 28, 28) and y.shape == (64,)
+    xn, yn = mnist.on_after_batch_transfer((x, y), 0)
+    assert xn.dtype == torch.float32 and torch.equal(yn, y)
+    expected = (x.float() / 255 - 0.1307) / 0.3081
+    assert torch.allclose(xn, expected)
+    assert xn.min() == pytest.approx(-0.1307 / 0.3081, abs=1e-5)
+
+
+def test_training_order_depends_on_seed_and_epoch(data_dir: Path, mnist: MNISTDataModule) -> None:
+    first = next(iter(mnist.train_dataloader()))[1]
+    again = MNISTDataModule(str(data_dir), download=False, batch_size=64, seed=1)
+    again.setup()
+    assert torch.equal(next(iter(again.train_dataloader()))[1], first)
+    loader = mnist.train_dataloader()
+    loader.context = lambda: (1, 0, 1)  # epoch 1
+    assert not torch.equal(next(iter(loader))[1], first)
+
+
+def test_eval_loader_covers_the_split_once_in_order(mnist: MNISTDataModule) -> None:
+    loader = mnist.test_dataloader()
+    indices = torch.cat([batch[2] for batch in loader])
+    assert torch.equal(indices, torch.arange(10_000))
+    assert len(loader) == 10
+
+
+def test_ranks_take_disjoint_shares(mnist: MNISTDataModule) -> None:
+    loader = mnist.train_dataloader()
+    seen = []
+    for rank in range(2):
+        loader.context = lambda rank=rank: (0, rank, 2)
+        seen.append(torch.cat([y for _, y in loader]))
+        assert len(loader) == -(-27_500 // 64)
+    # both ranks together see the epoch's permutation once: same label counts as the split
+    assert torch.equal(torch.bincount(torch.cat(seen)), torch.bincount(mnist.splits["train"][1]))
+
+
+def test_missing_data_message_names_files_folder_and_variable(tmp_path: Path) -> None:
+    dm = MNISTDataModule(str(tmp_path), download=False)
+    with pytest.raises(DataError) as err:
+        dm.prepare_data()
+    msg = str(err.value)
+    assert all(name in msg for name in MNIST_FILES)
+    assert str(tmp_path / "MNIST" / "raw") in msg and DATA_DIR_VARIABLE in msg
+    assert "\n" not in msg
+
+
+def test_augmentation_changes_training_batches_only(data_dir: Path) -> None:
+    dm = MNISTDataModule(str(data_dir), download=False, augment={"degrees": 10, "translate": 0.1, "scale": [0.9, 1.1]})
+    dm.setup()
+    x = dm.splits["train"][0][:8]
+    plain = dm.normalize(x)
+
+    class _T:  # stands in for the Trainer's training flag
+        training = True
+
+    dm.trainer = _T()  # type: ignore[assignment]
+    augmented = dm.on_after_batch_transfer((x,), 0)[0]
+    dm.trainer = None
+    assert augmented.shape == plain.shape and not torch.allclose(augmented, plain)
+    # the background stays background, and each digit stays close to where it was
+    assert augmented.min() == pytest.approx(float(plain.min()), abs=1e-4)
+    similarity = torch.nn.functional.cosine_similarity(
+        (augmented - plain.min()).flatten(1), (plain - plain.min()).flatten(1)
+    )
+    assert similarity.min() > 0.3
+
+
+# ---- pairs ---------------------------------------------------------------------------------------
+
+
+def test_pairs_are_balanced_and_correctly_labelled(pairs: PairDataModule) -> None:
+    labels = pairs.splits["train"][1]
+    a, b, y = pairs.sampler.pairs(20_000, 0.5, torch.Generator().manual_seed(0))
+    assert (y == SIMILAR).sum() == 10_000 and (y == DISSIMILAR).sum() == 10_000
+    assert torch.equal(labels[a] == labels[b], y == SIMILAR)
+    assert not (a == b).any()  # a similar pair is two different images
+    # every digit shows up as the anchor and the partner of dissimilar pairs
+    assert torch.bincount(labels[b[y == DISSIMILAR]], minlength=10).min() > 500
+
+
+def test_similar_fraction_is_configurable(pairs: PairDataModule) -> None:
+    _, _, y = pairs.sampler.pairs(10_000, 0.2, torch.Generator().manual_seed(0))
+    assert (y == SIMILAR).float().mean() == pytest.approx(0.2)
+
+
+def test_fresh_pairs_each_epoch_and_fixed_eval_pairs(data_dir: Path, pairs: PairDataModule) -> None:
+    loader = pairs.train_dataloader()
+    first = next(iter(loader))
+    again = next(iter(loader))
+    assert torch.equal(first[0], again[0])  # same epoch, same pairs
+    loader.context = lambda: (1, 0, 1)
+    assert not torch.equal(next(iter(loader))[0], first[0])
+    other = PairDataModule(str(data_dir), download=False, seed=7, eval_pairs=4000, gallery_size=500)
+    other.setup()
+    for split in ("val", "test"):  # a different run seed is scored on the same pairs
+        assert all(torch.equal(u, v) for u, v in zip(other.eval_pairs(split), pairs.eval_pairs(split), strict=True))
+
+
+def test_pair_batches_and_test_pairs_from_test_images(pairs: PairDataModule) -> None:
+    x1, x2, y = next(iter(pairs.train_dataloader()))
+    assert x1.shape == x2.shape == (100, 28, 28) and y.shape == (100,)
+    a, b, y = pairs.eval_pairs("test")
+    assert int(torch.maximum(a, b).max()) < len(pairs.splits["test"][1]) == 10_000
+    labels = pairs.splits["test"][1]
+    assert torch.equal(labels[a] == labels[b], y == SIMILAR)
+    # training pairs index the training split only: no test image can be in them
+    ta, tb, _ = pairs.sampler.pairs(5000, 0.5, torch.Generator().manual_seed(3))
+    assert int(torch.maximum(ta, tb).max()) < len(pairs.splits["train"][1])
+
+
+def test_ranks_share_an_epoch_of_pairs_without_duplicates(pairs: PairDataModule) -> None:
+    pairs.pairs_per_epoch = 1000  # 5 batches of 100 per rank: nothing dropped
+    loader = pairs.train_dataloader()
+    pairs.pairs_per_epoch = None
+    a, b, _ = loader.rows(0)
+    images = pairs.splits["train"][0]
+    expected = sorted(bytes(r) for r in torch.cat([images[a], images[b]], 2).flatten(1).numpy())
+    seen = []
+    for rank in range(2):
+        loader.context = lambda rank=rank: (0, rank, 2)
+        assert len(loader) == 5
+        seen += [bytes(r) for x1, x2, _ in loader for r in torch.cat([x1, x2], 2).flatten(1).numpy()]
+    assert sorted(seen) == expected  # each pair of the epoch exactly once over the two ranks
+
+
+def test_classes_filter(data_dir: Path) -> None:
+    dm = PairDataModule(
+        str(data_dir), download=False, classes=[0, 1, 2, 3, 4], test_classes=[5, 6, 7, 8, 9], eval_pairs=2000
+    )
+    dm.setup()
+    assert set(dm.splits["train"][1].unique().tolist()) == {0, 1, 2, 3, 4}
+    assert set(dm.splits["val"][1].unique().tolist()) == {0, 1, 2, 3, 4}
+    assert set(dm.splits["test"][1].unique().tolist()) == {5, 6, 7, 8, 9}
+    assert set(dm.splits["test_gallery"][1].unique().tolist()) == {5, 6, 7, 8, 9}
+    a, b, _ = dm.sampler.pairs(5000, 0.5, torch.Generator().manual_seed(0))
+    assert set(dm.splits["train"][1][torch.cat([a, b])].unique().tolist()) == {0, 1, 2, 3, 4}
+
+
+def test_triplets_are_valid(pairs: PairDataModule) -> None:
+    labels = pairs.splits["train"][1]
+    a, p, n = pairs.sampler.triplets(10_000, torch.Generator().manual_seed(0))
+    assert torch.equal(labels[a], labels[p]) and not (a == p).any()
+    assert (labels[a] != labels[n]).all()
+
+
+def test_sampling_an_epoch_is_fast(pairs: PairDataModule) -> None:
+    sampler = PairSampler(pairs.splits["train"][1])
+    start = time.perf_counter()
+    sampler.pairs(60_000, 0.5, torch.Generator().manual_seed(0))
+    # the issue asks for well under 0.1 s; 0.5 s leaves room for a loaded CI machine
+    assert time.perf_counter() - start < 0.5

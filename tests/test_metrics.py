@@ -1,0 +1,39 @@
+"""Verification and neighbour metrics on small hand-made embeddings."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from siamese_lit.evaluation.metrics import best_threshold, knn_predict, oneshot_accuracy, verification
+
+
+def test_perfect_separation() -> None:
+    d = torch.tensor([0.1, 0.2, 0.3, 1.0, 1.5, 2.0])
+    y = torch.tensor([0, 0, 0, 1, 1, 1])
+    m = verification(d, y)
+    assert m["auroc"] == pytest.approx(1.0) and m["eer"] == pytest.approx(0.0, abs=1e-6)
+    assert m["pair_acc"] == 1.0 and 0.3 < m["threshold"] < 1.0
+    assert m["d_similar"] == pytest.approx(0.2) and m["d_dissimilar"] == pytest.approx(1.5)
+
+
+def test_threshold_is_applied_unchanged_when_given() -> None:
+    d = torch.tensor([0.1, 0.2, 0.3, 1.0])
+    y = torch.tensor([0, 0, 1, 1])
+    assert best_threshold(d, y) == pytest.approx(0.25)
+    assert verification(d, y, threshold=0.5)["pair_acc"] == pytest.approx(0.75)
+
+
+def test_knn_majority_vote() -> None:
+    gallery = torch.tensor([[0.0], [0.1], [0.2], [5.0], [5.1]])
+    labels = torch.tensor([1, 1, 0, 2, 2])
+    pred = knn_predict(torch.tensor([[0.05], [4.9]]), gallery, labels, k=3)
+    assert pred.tolist() == [1, 2]
+
+
+def test_oneshot_on_separated_clusters() -> None:
+    emb = torch.cat([torch.randn(50, 2) * 0.1 + c for c in (0.0, 5.0, 10.0)])
+    labels = torch.arange(3).repeat_interleave(50)
+    assert oneshot_accuracy(emb, labels, episodes=5, seed=0) == 1.0
+    noise = torch.randn(150, 2)
+    assert oneshot_accuracy(noise, labels, episodes=20, seed=0) < 0.6
