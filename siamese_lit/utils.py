@@ -56,11 +56,11 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
     path.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
 
 
-def claim_output_dir(output_dir: Path) -> None:
-    """Refuse a dir that already holds a run's results: a run never writes into another's dir."""
-    taken = [name for name in ("metrics.json", "checkpoints") if (output_dir / name).exists()]
+def claim_output_dir(output_dir: Path, markers: tuple[str, ...] = ("metrics.json", "checkpoints")) -> None:
+    """Refuse a dir holding any of `markers` (a run's results): a run never writes into another's dir."""
+    taken = [name for name in markers if (output_dir / name).exists()]
     if taken:
         raise ConfigError(
             f"{output_dir} already holds a run ({', '.join(taken)}): choose a new hydra.run.dir "
-            "(or leave it to its timestamped default); to resume, pass ckpt_path=<that run>/checkpoints/last.ckpt."
+            "or hydra.sweep.dir (or leave it to its timestamped default); to resume, pass ckpt_path=<that run>/checkpoints/last.ckpt."
         )

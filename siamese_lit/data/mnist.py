@@ -70,9 +70,8 @@ def ensure_mnist(root: str | Path, download: bool) -> None:
             for train in (True, False):
                 MNIST(str(root), train=train, download=True)
         except Exception as exc:  # no network, a mirror down, a read-only folder...
-            raise DataError(
-                _missing_message(root, _missing(root) or missing, f"download failed: {exc}")
-            ) from exc
+            why = " ".join(str(exc).split())  # torchvision lists each mirror tried on its own line
+            raise DataError(_missing_message(root, _missing(root) or missing, f"download failed: {why}")) from exc
     elif missing:
         raise DataError(_missing_message(root, missing, "data.download=false"))
     validate_mnist_files(root)

@@ -45,7 +45,7 @@ class LitClassifier(LitBase):
         logits = self(x)
         loss = self.criterion(logits, y)
         self.train_acc(logits, y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
@@ -60,8 +60,8 @@ class LitClassifier(LitBase):
         self.log(f"{stage}/acc", acc, on_epoch=True, prog_bar=True)
         return logits
 
-    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        return self._eval_step(batch, "val")  # logits, for callbacks (siamese_lit.callbacks)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
@@ -69,8 +69,8 @@ class LitClassifier(LitBase):
         self.val_acc_best(self.val_acc.compute())
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
 
-    def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+    def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        return self._eval_step(batch, "test")
 
     def predict_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         return self(batch[0]).argmax(dim=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,6 +20,19 @@ from siamese_lit.evaluation.metrics import (
     verification,
 )
 from siamese_lit.models.base import LitBase, Spec, build, plain
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What the last validation or test computed, kept for the TensorBoard callbacks to draw."""
+
+    stage: str
+    embeddings: Tensor  # (N, D): the split's images embedded in this evaluation, in index order
+    labels: Tensor
+    pairs: tuple[Tensor, Tensor]  # the scored fixed pairs, as indices into datamodule.splits[stage]
+    target: Tensor  # 0 similar, 1 dissimilar
+    distance: Tensor
+    threshold: float
 
 
 class LitSiamese(LitBase):
@@ -56,6 +70,9 @@ class LitSiamese(LitBase):
         check(oneshot_episodes >= 1, f"model.oneshot_episodes must be >= 1, got {oneshot_episodes}.")
         ignore = [k for k, v in (("net", net), ("loss", loss)) if isinstance(v, nn.Module)]
         self.save_hyperparameters(logger=False, ignore=ignore or None)
+        # checked before building: torch's TripletMarginLoss would raise its own ValueError (a traceback)
+        margin = loss.get("margin", 1.0) if isinstance(loss, Mapping) else getattr(loss, "margin", 1.0)
+        check(margin > 0, f"model.loss.margin must be > 0, got {margin}.")
         self.net = build(net)
         self.loss_fn = build(loss)
         out_dim = getattr(self.net, "out_dim", embedding_dim)
@@ -63,11 +80,11 @@ class LitSiamese(LitBase):
             embedding_dim is None or out_dim == embedding_dim,
             f"model.embedding_dim={embedding_dim} but the encoder outputs {out_dim}: set model.net.out_dim too.",
         )
-        check(getattr(self.loss_fn, "margin", 1.0) > 0, f"model.loss.margin must be > 0, got {self.loss_fn.margin}.")
         self.triplet = isinstance(self.loss_fn, nn.TripletMarginLoss)
         # the pair-accuracy threshold chosen on validation; saved with the checkpoint
         self.register_buffer("threshold", torch.tensor(float("nan")))
         self.collectors = nn.ModuleDict({name: EmbeddingCollector() for name in ("images", "gallery")})
+        self.last_eval: Evaluation | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         """Embeddings of a batch of normalised images."""
@@ -97,14 +114,15 @@ class LitSiamese(LitBase):
         emb = self(torch.cat(images)).chunk(len(images))  # one forward through the shared encoder
         target = None if self.triplet else batch[2]
         loss = self._loss(emb, target)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
         with torch.no_grad():
             d_pos = F.pairwise_distance(emb[0], emb[1])
             if self.triplet:
                 d_sim, d_dis = d_pos.mean(), F.pairwise_distance(emb[0], emb[2]).mean()
             else:
                 d_sim, d_dis = d_pos[target == SIMILAR].mean(), d_pos[target == DISSIMILAR].mean()
-        self.log_dict({"train/d_similar": d_sim, "train/d_dissimilar": d_dis}, on_step=False, on_epoch=True)
+        distances = {"train/d_similar": d_sim, "train/d_dissimilar": d_dis}
+        self.log_dict(distances, on_step=False, on_epoch=True, sync_dist=True)
         return loss
 
     def _collect(self, batch: tuple[Tensor, ...], dataloader_idx: int) -> None:
@@ -127,6 +145,7 @@ class LitSiamese(LitBase):
         (emb, labels, idx), (g_emb, g_labels, _) = (c.compute() for c in self.collectors.values())
         for c in self.collectors.values():
             c.reset()
+        self.last_eval = None
         if self.trainer.sanity_checking:
             return
         dm = self.trainer.datamodule
@@ -148,6 +167,7 @@ class LitSiamese(LitBase):
         metrics = verification(distance, y, threshold)
         if stage == "val":
             self.threshold.fill_(metrics["threshold"])
+        self.last_eval = Evaluation(stage, emb, labels, (a, b), y, distance, metrics["threshold"])
         tuples = [t.to(emb.device) for t in dm.eval_tuples(stage)]
         images = tuples[:3] if self.triplet else tuples[:2]
         ok = torch.stack([present[t] for t in images]).all(0)

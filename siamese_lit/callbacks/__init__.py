@@ -1,0 +1,21 @@
+"""Lightning callbacks of siamese_lit, configured in conf/callbacks/."""
+
+from siamese_lit.callbacks.tensorboard import (
+    ClassifierFigures,
+    DistanceHistograms,
+    EmbeddingProjector,
+    ModelSummaryText,
+    SiameseFigures,
+    log_final_hparams,
+    tensorboard_writer,
+)
+
+__all__ = [
+    "ClassifierFigures",
+    "DistanceHistograms",
+    "EmbeddingProjector",
+    "ModelSummaryText",
+    "SiameseFigures",
+    "log_final_hparams",
+    "tensorboard_writer",
+]

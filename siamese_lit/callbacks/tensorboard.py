@@ -1,0 +1,217 @@
+"""TensorBoard inspection as Lightning callbacks: figures, distance histograms, projector, model text.
+
+Each callback writes through the run's TensorBoardLogger (its SummaryWriter) on the main process and
+does nothing without one, during the sanity check, or for a module it does not apply to, so every
+callback can stay in conf/callbacks/default.yaml for every experiment. They draw from what the
+evaluation computed anyway (LitSiamese.last_eval, LitClassifier's eval-step logits) and only at
+validation/test end, so the training loop pays nothing per step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.model_summary import ModelSummary
+from torch import Tensor
+from torch.utils.tensorboard import SummaryWriter
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from siamese_lit.callbacks.figures import captioned_grid, roc_figure, scatter_figure
+from siamese_lit.models.classifier import LitClassifier
+from siamese_lit.models.siamese import Evaluation, LitSiamese
+
+
+def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
+    """The run's SummaryWriter on the main process; None without a TensorBoardLogger or while sanity checking."""
+    if not trainer.is_global_zero or trainer.sanity_checking:
+        return None
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None
+
+
+def log_final_hparams(trainer: L.Trainer, params: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+    """The run's hyper-parameters with its final metrics (as `final/<metric>`), for the HPARAMS tab.
+
+    TensorBoard's hparams plugin compares runs on metrics given along with the hyper-parameters, so
+    this is called once the run is over; the `final/` prefix keeps these one-point scalars apart from
+    the training curves of the same names.
+    """
+    final = {f"final/{k}": float(v) for k, v in metrics.items() if math.isfinite(float(v))}
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(dict(params), metrics=final, step=trainer.global_step)
+            logger.finalize("success")
+
+
+class ModelSummaryText(L.Callback):
+    """The layer table (parameter counts) and the module tree as text, once per run."""
+
+    def __init__(self, max_depth: int = 2) -> None:
+        self.max_depth = max_depth
+        self.logged = False
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log(trainer, pl_module)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log(trainer, pl_module)
+
+    def _log(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writer = tensorboard_writer(trainer)
+        if writer is None or self.logged:
+            return
+        text = f"{ModelSummary(pl_module, max_depth=self.max_depth)}\n\n{pl_module}"
+        writer.add_text("model/summary", "    " + text.replace("\n", "\n    "), trainer.global_step)  # code block
+        self.logged = True
+
+
+class ClassifierFigures(L.Callback):
+    """Misclassified images captioned "predicted (true)" and the confusion matrix, at val and test end.
+
+    Per batch it keeps only the predictions, labels and image indices; the images are looked up in the
+    data module's split at the end. Does nothing for modules other than LitClassifier.
+    """
+
+    def __init__(self, max_images: int = 64, ncol: int = 8) -> None:
+        self.max_images, self.ncol = max_images, ncol
+        self.rows: list[tuple[Tensor, Tensor, Tensor]] = []
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._keep(trainer, pl_module, outputs, batch)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._keep(trainer, pl_module, outputs, batch)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._draw(trainer, "val")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._draw(trainer, "test")
+
+    def _keep(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any) -> None:
+        if trainer.sanity_checking or not isinstance(pl_module, LitClassifier) or not isinstance(outputs, Tensor):
+            return
+        self.rows.append((outputs.detach().argmax(1), batch[1], batch[2]))
+
+    def _draw(self, trainer: L.Trainer, stage: str) -> None:
+        if not self.rows:
+            return
+        pred, target, index = (torch.cat(t) for t in zip(*self.rows, strict=True))
+        self.rows = []
+        num_classes = int(trainer.lightning_module.hparams.get("num_classes", int(target.max()) + 1))
+        confmat = MulticlassConfusionMatrix(num_classes).to(pred.device)
+        confmat.update(pred, target)
+        matrix = confmat.compute()  # on every process: under DDP it gathers all of them
+        writer = tensorboard_writer(trainer)
+        if writer is None:
+            return
+        step = trainer.global_step
+        fig, ax = confmat.plot(matrix, labels=[str(c) for c in range(num_classes)])
+        ax.set_title(f"{stage} confusion matrix, step {step}")
+        writer.add_figure(f"{stage}/confusion_matrix", fig, step)
+        wrong = (pred != target).nonzero().squeeze(1)
+        if len(wrong) == 0:
+            return
+        shown = wrong[: self.max_images]
+        images = trainer.datamodule.splits[stage][0][index[shown]]
+        captions = [f"{p} ({t})" for p, t in zip(pred[shown].tolist(), target[shown].tolist(), strict=True)]
+        title = f"{stage}: {len(wrong)} of {len(pred)} misclassified; first {len(shown)}, predicted (true)"
+        writer.add_figure(
+            f"{stage}/misclassified", captioned_grid(images, captions, ["red"] * len(shown), self.ncol, title), step
+        )
+
+
+class SiameseCallback(L.Callback):
+    """Base: calls `draw` with LitSiamese's `last_eval` at the end of each validation and test."""
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._maybe_draw(trainer, pl_module, "val")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._maybe_draw(trainer, pl_module, "test")
+
+    def _maybe_draw(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        evaluation = getattr(pl_module, "last_eval", None) if isinstance(pl_module, LitSiamese) else None
+        writer = tensorboard_writer(trainer)
+        if writer is not None and evaluation is not None and evaluation.stage == stage:
+            self.draw(writer, evaluation, trainer)
+
+    def draw(self, writer: SummaryWriter, evaluation: Evaluation, trainer: L.Trainer) -> None:
+        raise NotImplementedError
+
+
+class SiameseFigures(SiameseCallback):
+    """A grid of evaluation pairs with distance and verdict, the ROC curve, the 2-D embedding scatter.
+
+    Args:
+        pairs: fixed evaluation pairs shown (the same ones every epoch, so they can be followed).
+        ncol: pairs per row of the grid.
+        scatter_points: embeddings in the scatter (the embedding itself when 2-D, else its PCA).
+    """
+
+    def __init__(self, pairs: int = 24, ncol: int = 4, scatter_points: int = 2000) -> None:
+        self.pairs, self.ncol, self.scatter_points = pairs, ncol, scatter_points
+
+    def draw(self, writer: SummaryWriter, evaluation: Evaluation, trainer: L.Trainer) -> None:
+        ev, stage, step = evaluation, evaluation.stage, trainer.global_step
+        writer.add_figure(f"{stage}/pairs", self._pair_grid(ev, trainer.datamodule.splits[stage][0], step), step)
+        writer.add_figure(f"{stage}/roc", roc_figure(ev.distance, ev.target, ev.threshold, f"{stage} ROC, step {step}"),
+                          step)
+        n = self.scatter_points
+        title = f"{stage} embeddings of {min(n, len(ev.labels))} images, step {step}"
+        writer.add_figure(f"{stage}/embedding_2d", scatter_figure(ev.embeddings[:n], ev.labels[:n], title), step)
+
+    def _pair_grid(self, ev: Evaluation, images: Tensor, step: int) -> Any:
+        a, b = (t[: self.pairs] for t in ev.pairs)
+        distance, similar = ev.distance[: self.pairs].tolist(), (ev.target[: self.pairs] == 0).tolist()
+        called_same = [d <= ev.threshold for d in distance]
+        captions = [f"d={d:.2f} {'same' if s else 'diff'}" for d, s in zip(distance, called_same, strict=True)]
+        colors = ["green" if c == s else "red" for c, s in zip(called_same, similar, strict=True)]
+        title = (f"{ev.stage} pairs, step {step}: distance and verdict at threshold {ev.threshold:.2f}\n"
+                 "(green right, red wrong)")
+        return captioned_grid(torch.cat([images[a], images[b]], dim=2), captions, colors, self.ncol, title)
+
+
+class DistanceHistograms(SiameseCallback):
+    """Histograms of the distances of similar and of dissimilar evaluation pairs, each validation."""
+
+    def draw(self, writer: SummaryWriter, evaluation: Evaluation, trainer: L.Trainer) -> None:
+        for name, value in (("similar", 0), ("dissimilar", 1)):
+            distance = evaluation.distance[evaluation.target == value]
+            writer.add_histogram(f"{evaluation.stage}/distance_{name}", distance, trainer.global_step)
+
+
+class EmbeddingProjector(L.Callback):
+    """Embeddings of `num_points` images of a split, with labels and sprite thumbnails, at the end of fit.
+
+    Written with `add_embedding` (projector_config.pbtxt, tensors.tsv, metadata.tsv, sprite.png under the
+    TensorBoard log dir) for the PROJECTOR tab. Uses the weights at the end of fit. LitSiamese only.
+    """
+
+    def __init__(self, num_points: int = 2000, split: str = "test") -> None:
+        self.num_points, self.split = num_points, split
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writer = tensorboard_writer(trainer)
+        splits = getattr(trainer.datamodule, "splits", {})
+        if writer is None or not isinstance(pl_module, LitSiamese) or self.split not in splits:
+            return
+        images, labels = (t[: self.num_points] for t in splits[self.split])
+        was_training = pl_module.training
+        pl_module.eval()
+        embeddings = pl_module.embed(trainer.datamodule.normalize(images))
+        pl_module.train(was_training)
+        writer.add_embedding(
+            embeddings.cpu(),
+            metadata=labels.tolist(),
+            label_img=images.unsqueeze(1).float().div(255).cpu(),
+            global_step=trainer.global_step,
+            tag=f"{self.split}_embeddings",
+        )
