@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import math
 import sys
 from collections.abc import Sequence
@@ -22,8 +23,11 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from siamese_lit.errors import DataError, exit_on_user_error
-from siamese_lit.sweep import ERROR_FILE
-from siamese_lit.utils import log
+
+# what siamese_lit.sweep writes into the dir of a failed job
+ERROR_FILE = "error.json"
+# not siamese_lit.utils' logger: the CLI stays free of torch/Lightning imports, so it starts at once
+log = logging.getLogger("siamese_lit")
 
 
 @dataclass
@@ -102,21 +106,26 @@ def varying_keys(sweep: Sweep) -> list[str]:
     return [k for k in keys if len({j.overrides.get(k) for j in sweep.jobs}) > 1]
 
 
-def table(sweep: Sweep, everything: bool) -> tuple[list[str], list[list[str]]]:
-    """(header, rows): the overrides that differ between jobs, the status and the metrics
-    (every metric, or only the optimized and test ones)."""
+def table(sweep: Sweep, everything: bool) -> tuple[list[str], list[list[Any]]]:
+    """(header, rows): the overrides that differ between jobs, the status and the metrics (every
+    metric, or only the optimized and test ones; None where a job has none), and failed jobs' errors."""
     varying = varying_keys(sweep)
     names = {n for j in sweep.jobs for n in j.metrics}
     if not everything:
         names = {n for n in names if n == sweep.metric or n.startswith("test/")}
     metrics = _metric_order(sweep, names)
-    header = ["job", *varying, "status", *metrics, "error"]
+    errors = ["error"] if sweep.failed else []
+    header = ["job", *varying, "status", *metrics, *errors]
     rows = []
     for job in ranked(sweep):
-        values = [job.metrics.get(m) for m in metrics]
-        shown = ["" if v is None else f"{v:.4g}" for v in values]
-        rows.append([job.name, *(job.overrides.get(k, "") for k in varying), job.status, *shown, job.error])
+        row = [job.name, *(job.overrides.get(k, "") for k in varying), job.status]
+        rows.append(row + [job.metrics.get(m) for m in metrics] + [job.error] * len(errors))
     return header, rows
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+    return text.replace("|", "\\|")
 
 
 def markdown(sweep: Sweep, sweep_dir: Path) -> str:
@@ -134,7 +143,7 @@ def markdown(sweep: Sweep, sweep_dir: Path) -> str:
     if "best_value" in sweep.optuna:
         best = sweep.optuna
         lines.append(f"Optuna best value: {best['best_value']:.6g}, params: {best['best_params']}")
-    cells = [[c.replace("|", "\\|") for c in row] for row in (header, *rows)]
+    cells = [[_cell(c) for c in row] for row in (header, *rows)]
     lines += ["", "| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in cells[1:]]
     return "\n".join(lines) + "\n"
@@ -160,8 +169,12 @@ class SweepSummary(Callback):
         sweep, text = summarize(sweep_dir)
         log.info("Sweep summary (also in %s and summary.csv):\n%s", sweep_dir / "summary.md", text)
         if sweep.failed:
-            names = ", ".join(f"{j.name} ({j.error or j.status})" for j in sweep.failed)
-            print(f"error: {len(sweep.failed)} of {len(sweep.jobs)} jobs failed: {names}", file=sys.stderr)
+            first, names = sweep.failed[0], ", ".join(j.name for j in sweep.failed)
+            print(
+                f"error: {len(sweep.failed)} of {len(sweep.jobs)} jobs failed: {names} (job {first.name}: "
+                f"{first.error or first.status}); see {sweep_dir / 'summary.md'}",
+                file=sys.stderr,
+            )
             raise SystemExit(1)
 
 

@@ -4,7 +4,9 @@ Hydra's BasicSweeper re-raises a job's exception only after its whole batch has 
 `SystemExit` (how user errors end a single run) escapes Hydra's `run_job` and kills the sweep at
 once; the Optuna sweeper stops on the first failure unless `max_failure_rate` allows it. So in a
 multirun the job catches its own error, writes `error.json` next to where `metrics.json` would be,
-and returns NaN as its objective, which every sweeper takes as a failed trial and moves on.
+and returns no objective (None): BasicSweeper ignores it and the Optuna sweeper marks the trial
+failed and goes on (`max_failure_rate: 1.0`). Not NaN: with optuna 2.10, the sweeper's
+`study.tell(nan)` raises, and its handler then raises again, ending the search.
 `siamese_lit.summarize` lists such jobs as failed.
 """
 
@@ -20,9 +22,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from siamese_lit.errors import ConfigError, find_user_error
+from siamese_lit.summarize import ERROR_FILE
 from siamese_lit.utils import log, write_json
 
-ERROR_FILE = "error.json"
 # strategies whose extra processes Lightning starts by re-running the command line (sys.argv)
 RELAUNCHING_STRATEGIES = {"ddp", "ddp_find_unused_parameters_true", "ddp_find_unused_parameters_false"}
 
@@ -46,7 +48,7 @@ def check_no_relaunch(cfg: DictConfig) -> None:
         raise ConfigError(
             f"trainer.strategy={trainer.strategy} re-runs the command line for each extra process, which a "
             "local multirun (-m) cannot do: run the DDP job without -m, or sweep on SLURM with "
-            "hydra/launcher=submitit_slurm (one task per device)."
+            "hydra/launcher=slurm (one task per device)."
         )
 
 
@@ -68,5 +70,7 @@ def run_job(cfg: DictConfig, train: Callable[[DictConfig], dict[str, float]]) ->
 
 
 def objective(metrics: dict[str, float], name: str | None) -> float | None:
-    """What the sweeper optimises: the `optimized_metric`, NaN when the job has none (failed)."""
-    return metrics.get(name, math.nan) if name else None
+    """What the sweeper optimises: the `optimized_metric`; None when the job has no finite value
+    (it failed, or diverged), which a sweeper counts as a failed trial."""
+    value = metrics.get(name) if name else None
+    return value if value is not None and math.isfinite(value) else None
