@@ -18,7 +18,9 @@ from torchvision.utils import make_grid
 CAPTION_PX = 10  # height of the caption strip above each grid cell, in image pixels
 
 
-def captioned_grid(images: Tensor, captions: Sequence[str], colors: Sequence[str], ncol: int, title: str) -> Figure:
+def captioned_grid(
+    images: Tensor, captions: Sequence[str], colors: Sequence[str], ncol: int, title: str
+) -> Figure:
     """Images (N, H, W) in a make_grid mosaic, each with a coloured caption strip above it.
 
     One imshow plus one text per cell, so a grid of 64 images draws in a fraction of a second.
@@ -36,8 +38,16 @@ def captioned_grid(images: Tensor, captions: Sequence[str], colors: Sequence[str
     ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     for i, (caption, color) in enumerate(zip(captions, colors, strict=True)):
         r, c = divmod(i, ncol)
-        ax.text(c * cell_w + cell_w / 2, r * cell_h + CAPTION_PX / 2, caption, color=color,
-                ha="center", va="center", fontsize=7, fontweight="bold")
+        ax.text(
+            c * cell_w + cell_w / 2,
+            r * cell_h + CAPTION_PX / 2,
+            caption,
+            color=color,
+            ha="center",
+            va="center",
+            fontsize=7,
+            fontweight="bold",
+        )
     ax.set_axis_off()
     ax.set_title(title, fontsize=9)
     return fig
@@ -79,8 +89,9 @@ def project_2d(embeddings: Tensor) -> tuple[Tensor, list[str]]:
     centred = x - x.mean(0)
     _, s, v = torch.pca_lowrank(centred, q=2, center=False)
     share = s.square() / centred.square().sum().clamp_min(1e-12)
-    return centred @ v[:, :2], [f"principal component {i + 1} ({100 * float(share[i]):.0f}% of variance)"
-                                for i in range(2)]
+    return centred @ v[:, :2], [
+        f"principal component {i + 1} ({100 * float(share[i]):.0f}% of variance)" for i in range(2)
+    ]
 
 
 def scatter_figure(embeddings: Tensor, labels: Tensor, title: str) -> Figure:
@@ -91,7 +102,9 @@ def scatter_figure(embeddings: Tensor, labels: Tensor, title: str) -> Figure:
     ax = fig.add_subplot()
     for digit in labels.unique().tolist():
         pts = points[labels == digit]  # "C0".."C9": matplotlib's default cycle, the tab10 colours
-        ax.scatter(pts[:, 0].numpy(), pts[:, 1].numpy(), s=4, alpha=0.7, color=f"C{digit % 10}", label=str(digit))
+        ax.scatter(
+            pts[:, 0].numpy(), pts[:, 1].numpy(), s=4, alpha=0.7, color=f"C{digit % 10}", label=str(digit)
+        )
     ax.set_xlabel(axis_labels[0])
     ax.set_ylabel(axis_labels[1])
     ax.set_title(title, fontsize=9)

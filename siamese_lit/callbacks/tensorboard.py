@@ -27,7 +27,10 @@ from siamese_lit.models.siamese import Evaluation, LitSiamese
 
 
 def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
-    """The run's SummaryWriter on the main process; None without a TensorBoardLogger or while sanity checking."""
+    """The run's SummaryWriter on the main process, else None (no TensorBoardLogger, sanity check).
+
+    Callbacks draw nothing then: a run without TensorBoard (logger=csv) pays nothing for them.
+    """
     if not trainer.is_global_zero or trainer.sanity_checking:
         return None
     for logger in trainer.loggers:
@@ -68,7 +71,8 @@ class ModelSummaryText(L.Callback):
         if writer is None or self.logged:
             return
         text = f"{ModelSummary(pl_module, max_depth=self.max_depth)}\n\n{pl_module}"
-        writer.add_text("model/summary", "    " + text.replace("\n", "\n    "), trainer.global_step)  # code block
+        code_block = "    " + text.replace("\n", "\n    ")  # markdown: kept monospaced, as printed
+        writer.add_text("model/summary", code_block, trainer.global_step)
         self.logged = True
 
 
@@ -83,7 +87,9 @@ class ClassifierFigures(L.Callback):
         self.max_images, self.ncol = max_images, ncol
         self.rows: list[tuple[Tensor, Tensor, Tensor]] = []
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         self._keep(trainer, pl_module, outputs, batch)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
@@ -96,7 +102,11 @@ class ClassifierFigures(L.Callback):
         self._draw(trainer, "test")
 
     def _keep(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any) -> None:
-        if trainer.sanity_checking or not isinstance(pl_module, LitClassifier) or not isinstance(outputs, Tensor):
+        if (
+            trainer.sanity_checking
+            or not isinstance(pl_module, LitClassifier)
+            or not isinstance(outputs, Tensor)
+        ):
             return
         self.rows.append((outputs.detach().argmax(1), batch[1], batch[2]))
 
@@ -124,7 +134,9 @@ class ClassifierFigures(L.Callback):
         captions = [f"{p} ({t})" for p, t in zip(pred[shown].tolist(), target[shown].tolist(), strict=True)]
         title = f"{stage}: {len(wrong)} of {len(pred)} misclassified; first {len(shown)}, predicted (true)"
         writer.add_figure(
-            f"{stage}/misclassified", captioned_grid(images, captions, ["red"] * len(shown), self.ncol, title), step
+            f"{stage}/misclassified",
+            captioned_grid(images, captions, ["red"] * len(shown), self.ncol, title),
+            step,
         )
 
 
@@ -161,21 +173,32 @@ class SiameseFigures(SiameseCallback):
 
     def draw(self, writer: SummaryWriter, evaluation: Evaluation, trainer: L.Trainer) -> None:
         ev, stage, step = evaluation, evaluation.stage, trainer.global_step
-        writer.add_figure(f"{stage}/pairs", self._pair_grid(ev, trainer.datamodule.splits[stage][0], step), step)
-        writer.add_figure(f"{stage}/roc", roc_figure(ev.distance, ev.target, ev.threshold, f"{stage} ROC, step {step}"),
-                          step)
+        writer.add_figure(
+            f"{stage}/pairs", self._pair_grid(ev, trainer.datamodule.splits[stage][0], step), step
+        )
+        writer.add_figure(
+            f"{stage}/roc",
+            roc_figure(ev.distance, ev.target, ev.threshold, f"{stage} ROC, step {step}"),
+            step,
+        )
         n = self.scatter_points
         title = f"{stage} embeddings of {min(n, len(ev.labels))} images, step {step}"
-        writer.add_figure(f"{stage}/embedding_2d", scatter_figure(ev.embeddings[:n], ev.labels[:n], title), step)
+        writer.add_figure(
+            f"{stage}/embedding_2d", scatter_figure(ev.embeddings[:n], ev.labels[:n], title), step
+        )
 
     def _pair_grid(self, ev: Evaluation, images: Tensor, step: int) -> Any:
         a, b = (t[: self.pairs] for t in ev.pairs)
         distance, similar = ev.distance[: self.pairs].tolist(), (ev.target[: self.pairs] == 0).tolist()
         called_same = [d <= ev.threshold for d in distance]
-        captions = [f"d={d:.2f} {'same' if s else 'diff'}" for d, s in zip(distance, called_same, strict=True)]
+        captions = [
+            f"d={d:.2f} {'same' if s else 'diff'}" for d, s in zip(distance, called_same, strict=True)
+        ]
         colors = ["green" if c == s else "red" for c, s in zip(called_same, similar, strict=True)]
-        title = (f"{ev.stage} pairs, step {step}: distance and verdict at threshold {ev.threshold:.2f}\n"
-                 "(green right, red wrong)")
+        title = (
+            f"{ev.stage} pairs, step {step}: distance and verdict at threshold {ev.threshold:.2f}\n"
+            "(green right, red wrong)"
+        )
         return captioned_grid(torch.cat([images[a], images[b]], dim=2), captions, colors, self.ncol, title)
 
 
