@@ -9,6 +9,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.experimental.callback import Callback as HydraCallback
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
@@ -38,9 +39,23 @@ class StopOnNonFiniteLoss(L.Callback):
         last = ckpt.last_model_path or ckpt.best_model_path if ckpt is not None else ""
         kept = f"the last good checkpoint is {last}" if last else "no checkpoint had been saved yet"
         raise TrainingDivergedError(
-            f"the training loss became {float(loss)} at epoch {trainer.current_epoch}, step {trainer.global_step}: "
-            f"run stopped, {kept}. Lower model.optimizer.lr or set trainer.gradient_clip_val."
+            f"the training loss became {float(loss)} at epoch {trainer.current_epoch}, "
+            f"step {trainer.global_step}: run stopped, {kept}. Lower model.optimizer.lr or set "
+            "trainer.gradient_clip_val."
         )
+
+
+class ResumableModelCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint that keeps its record of the best checkpoint when a run resumes in a new folder.
+
+    Lightning forgets best_model_score and best_k_models when the checkpoint came from another dirpath,
+    so a run resumed (ckpt_path=<old run>/checkpoints/last.ckpt) in a new run dir would take a worse
+    epoch for the best, test it, and end with other metrics than the uninterrupted run. Keeping them is
+    safe: the old run's files are only read, as Lightning never deletes a file outside its own dirpath.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict({**state_dict, "dirpath": self.dirpath})
 
 
 class RefuseUsedOutputDir(HydraCallback):

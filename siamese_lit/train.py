@@ -50,7 +50,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.warning("No checkpoint (fast_dev_run, checkpointing off, no ckpt_path): testing the current weights.")
         trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(scalars(trainer.callback_metrics))
-    log_final_hparams(trainer, OmegaConf.to_container(cfg, resolve=True), metrics)  # TensorBoard's HPARAMS tab
+    log_final_hparams(trainer, OmegaConf.to_container(cfg, resolve=True), metrics)  # the HPARAMS tab
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", metrics)
         log.info("Metrics written to %s", output_dir / "metrics.json")

@@ -61,6 +61,7 @@ def claim_output_dir(output_dir: Path, markers: tuple[str, ...] = ("metrics.json
     taken = [name for name in markers if (output_dir / name).exists()]
     if taken:
         raise ConfigError(
-            f"{output_dir} already holds a run ({', '.join(taken)}): choose a new hydra.run.dir "
-            "or hydra.sweep.dir (or leave it to its timestamped default); to resume, pass ckpt_path=<that run>/checkpoints/last.ckpt."
+            f"{output_dir} already holds a run ({', '.join(taken)}): choose a new hydra.run.dir or "
+            "hydra.sweep.dir (or leave it to its timestamped default); to resume, pass "
+            "ckpt_path=<that run>/checkpoints/last.ckpt."
         )

@@ -35,17 +35,23 @@ BAD_CONFIGS = [
     (["+experiment=siamese_unseen", "data.test_classes=[7]"], "data.test_classes must list at least 2"),
     (["+experiment=siamese", "data.batch_size=1"], "data.batch_size must be >= 2 for pairs"),
     (["+experiment=siamese", "data.mode=quads"], "data.mode must be 'pairs' or 'triplets'"),
+    # caught when the optimizer is configured, after loading the data but before the first step
+    (["+experiment=classifier", "trainer.max_epochs=-1"], "OneCycleLR needs the run's length"),
 ]
 
 
 @pytest.mark.parametrize(("overrides", "expected"), BAD_CONFIGS, ids=[" ".join(o) for o, _ in BAD_CONFIGS])
-def test_bad_config_stops_before_training(overrides: list[str], expected: str, make_cfg, tmp_path: Path) -> None:
+def test_bad_config_stops_before_training(
+    overrides: list[str], expected: str, make_cfg, tmp_path: Path
+) -> None:
     with pytest.raises(Exception) as raised:  # noqa: PT011 - Hydra wraps it; the ConfigError is looked up below
         train(make_cfg(overrides))
     err = find_user_error(raised.value)  # what the entry point prints as its one line
     assert isinstance(err, ConfigError), raised.value
     assert expected in str(err) and "\n" not in str(err)
-    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "metrics.json").exists()
+    assert (
+        not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "metrics.json").exists()
+    )
 
 
 def _error_line(result) -> str:
@@ -58,7 +64,9 @@ def _error_line(result) -> str:
 
 
 def test_cli_bad_config_is_one_stderr_line(tmp_path: Path) -> None:
-    result = run_cli("siamese_lit.train", ["+experiment=siamese", "model.loss.margin=0", f"hydra.run.dir={tmp_path}"])
+    result = run_cli(
+        "siamese_lit.train", ["+experiment=siamese", "model.loss.margin=0", f"hydra.run.dir={tmp_path}"]
+    )
     assert _error_line(result) == "error: model.loss.margin must be > 0, got 0."
     assert result.stderr.strip().count("\n") == 0, result.stderr  # nothing else on stderr
     assert not (tmp_path / "checkpoints").exists()
@@ -109,7 +117,11 @@ def _copy_of_mnist(data_dir: Path, root: Path, broken: str) -> Path:
         ("train-labels-idx1-ubyte", lambda b: b[:-1], "truncated or corrupted"),
         ("t10k-labels-idx1-ubyte", lambda b: b + b"\0" * 100, "truncated or corrupted"),
         ("t10k-labels-idx1-ubyte", lambda b: (2051).to_bytes(4, "big") + b[4:], "is not an MNIST IDX file"),
-        ("t10k-images-idx3-ubyte", lambda b: b[:4] + (9_999).to_bytes(4, "big") + b[8:], "is not an MNIST IDX file"),
+        (
+            "t10k-images-idx3-ubyte",
+            lambda b: b[:4] + (9_999).to_bytes(4, "big") + b[8:],
+            "is not an MNIST IDX file",
+        ),
         ("train-labels-idx1-ubyte", lambda b: b"", "is not an MNIST IDX file"),
     ],
     ids=["half-images", "labels-1-byte-short", "labels-padded", "wrong-magic", "wrong-count", "empty"],

@@ -3,36 +3,37 @@ writes into another's folder, and the same seed gives the same metrics.json."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import compose_cfg, run_cli
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 
 from siamese_lit import PROJECT_ROOT
 from siamese_lit.errors import ConfigError
-from siamese_lit.faults import RefuseUsedOutputDir, TrainingDivergedError
+from siamese_lit.faults import RefuseUsedOutputDir, ResumableModelCheckpoint, TrainingDivergedError
 from siamese_lit.train import train
 
-# Two short epochs of a small LSTM Siamese net; batch 16 makes epochs long enough (~60 steps) to
+# Two short epochs of a small LSTM Siamese net; batch 32 makes epochs long enough (31 steps) to
 # kill one in the middle.
 RUN = [
     "+experiment=siamese",
     "data.train_size=1000",
-    "data.val_size=1000",
+    "data.val_size=500",
     "data.test_size=500",
     "data.eval_pairs=500",
     "data.gallery_size=500",
-    "data.batch_size=16",
+    "data.batch_size=32",
     "model.net.hidden_size=16",
     "model.net.num_layers=1",
     "model.oneshot_episodes=10",
@@ -60,38 +61,72 @@ def reference(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     return _train(tmp_path_factory.mktemp("reference") / "run", "seed=7")
 
 
+def _logged_epochs(run: Path) -> set[str]:
+    """Epochs of the training steps the run has logged to csv/metrics.csv so far."""
+    try:
+        rows = list(csv.DictReader((run / "csv" / "metrics.csv").read_text().splitlines()))
+    except (FileNotFoundError, csv.Error):  # not written yet, or caught mid-write
+        return set()
+    return {row.get("epoch") or "" for row in rows if row.get("train/loss_step")}
+
+
 @pytest.fixture(scope="module")
 def killed(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     """The output dir of the same run (CLI, seed 7) SIGKILLed during its second epoch."""
     out = tmp_path_factory.mktemp("killed") / "run"
-    env = {**os.environ, "SIAMESE_LIT_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "siamese_lit.train", *RUN, "seed=7", f"hydra.run.dir={out}"],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    stderr: list[str] = []
-    reader = threading.Thread(target=lambda: stderr.extend(iter(lambda: proc.stderr.read(256), "")), daemon=True)
-    reader.start()
-    # the progress bar on stderr shows "Epoch 1: ... | k/62": the second epoch has taken k steps
-    second_epoch = re.compile(r"Epoch 1:[^|\r\n]*\|[^|\r\n]*\| *([1-9]\d*)/")
-    deadline = time.monotonic() + 300
-    while not second_epoch.search("".join(stderr)):
-        assert proc.poll() is None, "".join(stderr)[-3000:]
-        assert time.monotonic() < deadline, "the run never reached its second epoch"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
-    reader.join()
+    # every step logged and flushed, so the test sees the second epoch under way (no effect on training)
+    watch = ["trainer.log_every_n_steps=1", "+logger.csv.flush_logs_every_n_steps=1"]
+    env = {**os.environ, "SIAMESE_LIT_DATA_DIR": str(data_dir)}
+    log = out.with_name("stderr.txt")  # a file, not a pipe nobody reads while the run goes on
+    with (
+        log.open("w") as stderr,
+        subprocess.Popen(
+            [sys.executable, "-m", "siamese_lit.train", *RUN, *watch, "seed=7", f"hydra.run.dir={out}"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        ) as proc,
+    ):
+        deadline = time.monotonic() + 300
+        while "1" not in _logged_epochs(out):
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the run never reached its second epoch"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL
     return out
 
 
-def test_killed_run_resumes_to_the_uninterrupted_metrics(killed: Path, reference: Path, tmp_path: Path) -> None:
+def test_killed_run_resumes_to_the_uninterrupted_metrics(
+    killed: Path, reference: Path, tmp_path: Path
+) -> None:
     last = killed / "checkpoints" / "last.ckpt"
     assert not (killed / "metrics.json").exists()
-    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 0  # first epoch done, not the second
+    assert (
+        torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 0
+    )  # first epoch done, not the second
     resumed = _train(tmp_path / "resumed", "seed=7", f"ckpt_path={last}")
     assert _metrics(resumed) == _metrics(reference)
-    assert torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] == 1
+    assert (
+        torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"]
+        == 1
+    )
+
+
+def test_resumed_run_remembers_the_best_checkpoint_so_far(killed: Path, tmp_path: Path) -> None:
+    callbacks = torch.load(killed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)[
+        "callbacks"
+    ]
+    (saved,) = [v for k, v in callbacks.items() if k.startswith(ResumableModelCheckpoint.__name__)]
+    resumed = ResumableModelCheckpoint(dirpath=tmp_path / "new", monitor="val/auroc", mode="max")
+    resumed.load_state_dict(saved)
+    assert resumed.best_model_score == saved["best_model_score"] is not None
+    assert resumed.best_k_models == saved["best_k_models"] and resumed.dirpath == str(tmp_path / "new")
+    plain = ModelCheckpoint(dirpath=tmp_path / "new", monitor="val/auroc", mode="max")
+    with pytest.warns(UserWarning, match="dirpath has changed"):
+        plain.load_state_dict(saved)
+    assert plain.best_model_score is None  # what Lightning alone does: a worse epoch would become "best"
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -116,7 +151,9 @@ def test_no_run_writes_into_another_runs_dir(killed: Path, reference: Path) -> N
 def test_a_used_sweep_dir_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "multirun.yaml").write_text("hydra: {}\n")
     with pytest.raises(SystemExit) as exit_:
-        RefuseUsedOutputDir().on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+        RefuseUsedOutputDir().on_multirun_start(
+            OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+        )
     assert exit_.value.code == 2
     assert capsys.readouterr().err.startswith(f"error: {tmp_path} already holds a run (multirun.yaml)")
 

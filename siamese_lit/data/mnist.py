@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import Tensor
 from torchvision.datasets import MNIST
 
@@ -71,7 +70,8 @@ def ensure_mnist(root: str | Path, download: bool) -> None:
                 MNIST(str(root), train=train, download=True)
         except Exception as exc:  # no network, a mirror down, a read-only folder...
             why = " ".join(str(exc).split())  # torchvision lists each mirror tried on its own line
-            raise DataError(_missing_message(root, _missing(root) or missing, f"download failed: {why}")) from exc
+            still_missing = _missing(root) or missing
+            raise DataError(_missing_message(root, still_missing, f"download failed: {why}")) from exc
     elif missing:
         raise DataError(_missing_message(root, missing, "data.download=false"))
     validate_mnist_files(root)

@@ -33,7 +33,9 @@ class EmbeddingCollector(Metric):
 
     def compute(self) -> tuple[Tensor, Tensor, Tensor]:
         """(embeddings, labels, indices) sorted by index."""
-        cat = [torch.cat(s) if isinstance(s, list) else s for s in (self.embeddings, self.labels, self.indices)]
+        cat = [
+            torch.cat(s) if isinstance(s, list) else s for s in (self.embeddings, self.labels, self.indices)
+        ]
         order = torch.argsort(cat[2])
         return cat[0][order], cat[1][order], cat[2][order]
 

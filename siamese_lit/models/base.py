@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,6 +11,8 @@ import lightning as L
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+
+from siamese_lit.errors import check
 
 Spec = nn.Module | Mapping[str, Any] | None
 
@@ -44,6 +47,12 @@ class LitBase(L.LightningModule):
         extra = {}
         params = inspect.signature(get_class(spec["_target_"])).parameters
         if "total_steps" in params and spec.get("total_steps") is None:
-            extra["total_steps"] = int(self.trainer.estimated_stepping_batches)
+            steps = self.trainer.estimated_stepping_batches
+            check(
+                math.isfinite(steps),
+                f"model.scheduler {spec['_target_']} needs the run's length: set trainer.max_epochs or "
+                "trainer.max_steps (not -1), or model.scheduler.total_steps, or model.scheduler=null.",
+            )
+            extra["total_steps"] = int(steps)
         scheduler = instantiate(spec, optimizer=optimizer, **extra)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}

@@ -1,0 +1,325 @@
+"""`python -m siamese_lit.bench [--quick]`: speed, measured side by side with the source articles' way.
+
+Every figure is taken in this one process, so the ratios hold on a shared, noisy machine; absolute
+times mean something only on a dedicated (GPU) machine. Prints one JSON object and writes it, with a
+Markdown table, to outputs/bench/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
+from torch import nn
+from torch.utils.data import DataLoader
+
+from siamese_lit import PROJECT_ROOT
+from siamese_lit.data.mnist import load_mnist
+from siamese_lit.data.pairs import PairSampler
+from siamese_lit.utils import write_json
+
+ARTICLE_BATCH = 50
+
+
+def compose_experiment(experiment: str, overrides: list[str] = ()) -> DictConfig:
+    """The experiment's config as `train` would compose it (output dir set, no Hydra run)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"+experiment={experiment}", *overrides])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(PROJECT_ROOT / "outputs" / "bench" / "scratch")
+    return cfg
+
+
+class _StepTimer(L.Callback):
+    """Wall time of training steps after `warmup` steps (setup, first-step allocation excluded)."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.start, self.end, self.steps = warmup, 0.0, 0.0, 0
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step == self.warmup:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step > self.warmup:
+            self.end, self.steps = time.perf_counter(), trainer.global_step - self.warmup
+
+
+def images_per_item(cfg: DictConfig) -> int:
+    """Images in one training item: 1 for the classifier, 2 for a pair, 3 for a triplet."""
+    return {"pairs": 2, "triplets": 3}.get(cfg.data.get("mode"), 1)
+
+
+def pipeline_img_per_s(
+    cfg: DictConfig, batch_size: int, steps: int, warmup: int = 3, save_to: Path | None = None
+) -> float:
+    """Training images per second through the real data module, LightningModule and Trainer
+    (optionally saving the checkpoint the evaluation benchmark then loads)."""
+    with open_dict(cfg):
+        cfg.data.batch_size = batch_size
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model)
+    timer = _StepTimer(warmup)
+    trainer = L.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=1,
+        max_steps=warmup + steps,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        gradient_clip_val=cfg.trainer.gradient_clip_val,
+        use_distributed_sampler=False,
+        callbacks=[timer],
+    )
+    trainer.fit(model, datamodule=datamodule)
+    if save_to is not None:
+        trainer.save_checkpoint(save_to)
+    return timer.steps * batch_size * images_per_item(cfg) / (timer.end - timer.start)
+
+
+def compute_limit_img_per_s(cfg: DictConfig, batch_size: int, steps: int, device: torch.device) -> float:
+    """The same model's forward + backward + optimizer step on one batch already on the device."""
+    model = instantiate(cfg.model).to(device)
+    optimizer = model.configure_optimizers()
+    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    n = images_per_item(cfg)
+    x = torch.randn(batch_size * n, 28, 28, device=device)
+    y = torch.randint(0, 2 if n == 2 else 10, (batch_size,), device=device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        out = model(x)
+        if n == 1:
+            loss = nn.functional.cross_entropy(out, y)
+        else:
+            loss = model._loss(out.chunk(n), None if n == 3 else y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+
+    return batch_size * n / _seconds_per_call(step, steps, device)
+
+
+def _seconds_per_call(fn: Callable[[], Any], repeats: int, device: torch.device, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seed_loop_img_per_s(cfg: DictConfig, steps: int, device: torch.device) -> float:
+    """The source article's loop: torchvision MNIST with ToTensor, DataLoader(batch 50, 2 workers)."""
+    from torchvision import datasets, transforms
+
+    dataset = datasets.MNIST(cfg.paths.data_dir, train=True, download=False, transform=transforms.ToTensor())
+    loader = DataLoader(dataset, batch_size=ARTICLE_BATCH, shuffle=True, num_workers=2)
+    model = instantiate(cfg.model.net).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    it = iter(loader)
+    for i in range(steps + 3):
+        if i == 3:
+            _sync(device)
+            start = time.perf_counter()
+        images, labels = next(it)
+        images, labels = images.view(-1, 28, 28).to(device), labels.to(device)
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+    _sync(device)
+    return steps * ARTICLE_BATCH / (time.perf_counter() - start)
+
+
+def pair_build_s(labels: torch.Tensor, repeats: int = 5) -> float:
+    """An epoch of 60k balanced pairs from the per-class tables."""
+    sampler = PairSampler(labels)
+    g = torch.Generator().manual_seed(0)
+    return _seconds_per_call(lambda: sampler.pairs(60_000, 0.5, g), repeats, torch.device("cpu"), warmup=1)
+
+
+def seed_pair_build_s(data_dir: str) -> float:
+    """The article's construction: a batch_size=1 loader over the 60k images, image i of the first
+    half paired with a random image of the second half, one at a time (30k pairs)."""
+    from torchvision import datasets, transforms
+
+    dataset = datasets.MNIST(data_dir, train=True, download=False, transform=transforms.ToTensor())
+    start = time.perf_counter()
+    images, labels = [], []
+    for x, y in DataLoader(dataset, batch_size=1):
+        images.append(x)
+        labels.append(y)
+    half = len(images) // 2
+    pairs = []
+    for i in range(half):
+        j = half + int(torch.randint(half, (1,)))
+        pairs.append((images[i], images[j], int(labels[i] != labels[j])))
+    return time.perf_counter() - start
+
+
+def peak_rss_mib_of_training(args: list[str]) -> float:
+    """Peak resident memory of a training run (a child process running `python -m siamese_lit.train`)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run([sys.executable, "-m", "siamese_lit.train", *args], check=True, capture_output=True)
+    return max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+
+
+class _TargetTimer(L.Callback):
+    """Seconds from the start of fit until the monitored validation metric first reaches `target`."""
+
+    def __init__(self, metric: str, target: float) -> None:
+        self.metric, self.target, self.start, self.reached = metric, target, 0.0, None
+        self.history: list[float] = []
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.metric)
+        if trainer.sanity_checking or value is None:
+            return
+        self.history.append(round(float(value), 5))
+        if self.reached is None and float(value) >= self.target:
+            self.reached = time.perf_counter() - self.start
+            trainer.should_stop = True
+
+
+def time_to_target(experiment: str, metric: str, target: float) -> dict[str, Any]:
+    """Train the experiment with its own settings until `metric` reaches `target` (or its last epoch)."""
+    cfg = compose_experiment(experiment)
+    datamodule, model = instantiate(cfg.data), instantiate(cfg.model)
+    timer = _TargetTimer(metric, target)
+    trainer = instantiate(
+        cfg.trainer, callbacks=[timer], logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+    trainer.fit(model, datamodule=datamodule)
+    return {"metric": metric, "target": target, "seconds": timer.reached, "per_epoch": timer.history}
+
+
+def eval_s(ckpt_path: Path, output_dir: Path) -> float:
+    """The whole `siamese_lit.evaluate` task on the 10k test images, article protocol included."""
+    from siamese_lit.evaluate import evaluate
+
+    cfg = compose_experiment_eval(ckpt_path, output_dir)
+    start = time.perf_counter()
+    evaluate(cfg)
+    return time.perf_counter() - start
+
+
+def compose_experiment_eval(ckpt_path: Path, output_dir: Path) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="eval", overrides=[f"ckpt_path={ckpt_path}"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+@torch.no_grad()
+def seed_eval_s_estimate(ckpt_path: Path, data_dir: str, queries: int = 100, refs: int = 10) -> float:
+    """The article's EvaluateSiamese for `queries` test images — for each digit, `refs` random test
+    images of it, one forward of the pair per comparison — scaled to the 10k test images."""
+    from siamese_lit.models import LitSiamese
+
+    net = LitSiamese.load_from_checkpoint(ckpt_path, map_location="cpu").net.eval()
+    images, labels = load_mnist(data_dir, train=False)
+    images = (images.float() / 255 - 0.1307) / 0.3081
+    by_digit = [torch.nonzero(labels == d).squeeze(1) for d in range(10)]
+    start = time.perf_counter()
+    for q in range(queries):
+        for d in range(10):
+            for r in by_digit[d][torch.randint(len(by_digit[d]), (refs,))]:
+                nn.functional.pairwise_distance(net(images[q : q + 1]), net(images[r : r + 1]))
+    return (time.perf_counter() - start) * len(labels) / queries
+
+
+def run(quick: bool, out_dir: Path) -> dict[str, Any]:
+    """Every measurement; `quick` takes fewer steps and skips the time-to-target trainings."""
+    steps = 15 if quick else 60
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    classifier, siamese = compose_experiment("classifier"), compose_experiment("siamese")
+    data_dir = classifier.paths.data_dir
+    result: dict[str, Any] = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+                              "quick": quick, "threads": torch.get_num_threads()}
+    result["peak_rss_mib_training"] = peak_rss_mib_of_training(
+        ["+experiment=siamese", "trainer.max_steps=30", "data.train_size=5000", "data.eval_pairs=2000",
+         "data.gallery_size=2000", "callbacks=none", "~logger", f"paths.log_dir={out_dir / 'scratch'}"]
+    )
+    ckpt = out_dir / "scratch" / "siamese.ckpt"
+    for name, cfg in (("classifier", classifier), ("siamese", siamese)):
+        own = int(cfg.data.batch_size)
+        r = {"batch_size": own}
+        for tag, bs in (("", own), ("_b50", ARTICLE_BATCH)):
+            save = ckpt if name == "siamese" and not tag else None
+            r[f"train_img_per_s{tag}"] = pipeline_img_per_s(cfg.copy(), bs, steps, save_to=save)
+            r[f"compute_limit_img_per_s{tag}"] = compute_limit_img_per_s(cfg, bs, steps, device)
+            r[f"pipeline_efficiency{tag}"] = r[f"train_img_per_s{tag}"] / r[f"compute_limit_img_per_s{tag}"]
+        result[name] = r
+    seed = seed_loop_img_per_s(classifier, steps * 2, device)
+    c = result["classifier"]
+    result["seed_loop_img_per_s"] = seed
+    result["speedup_vs_seed_b50"] = c["train_img_per_s_b50"] / seed
+    result["speedup_vs_seed"] = c["train_img_per_s"] / seed
+    result["pair_build_s"] = pair_build_s(load_mnist(data_dir, train=True)[1])
+    result["seed_pair_build_s"] = seed_pair_build_s(data_dir)
+    result["pair_speedup"] = result["seed_pair_build_s"] / result["pair_build_s"]
+    result["eval_s"] = eval_s(ckpt, out_dir / "scratch" / f"eval-{time.time_ns()}")
+    result["seed_eval_s_estimate"] = seed_eval_s_estimate(ckpt, data_dir, queries=20 if quick else 100)
+    result["eval_speedup"] = result["seed_eval_s_estimate"] / result["eval_s"]
+    if not quick:
+        result["time_to_target"] = {
+            "classifier": time_to_target("classifier", "val/acc", 0.99),
+            "siamese": time_to_target("siamese", "val/auroc", 0.998),
+        }
+    return result
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    rows = [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in _flat(result)]
+    return "\n".join(["| figure | value |", "|---|---|", *rows]) + "\n"
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for k, v in tree.items():
+        out += _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps, no time-to-target (<= 2 min)")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "outputs" / "bench")
+    args = parser.parse_args(argv)
+    result = run(args.quick, args.out)
+    stem = args.out / f"bench{'-quick' if args.quick else ''}-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+    write_json(stem.with_suffix(".json"), result)
+    stem.with_suffix(".md").write_text(to_markdown(result))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""`python -m siamese_lit.compare ckpt_path=PATH a.png b.png`: are two image files the same digit?
+
+Prints the distance between the two images' embeddings and the verdict (same digit when the distance
+is at most the threshold). The images may be of any size or mode (siamese_lit.data.images brings
+them to 28x28 MNIST form; `inputs.png` in the output dir shows what the model saw). The two paths may
+also be given in Hydra form, `images=[a.png,b.png]`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torchvision.utils import save_image
+
+from siamese_lit.checkpoints import load_model, resolve_device
+from siamese_lit.data.images import load_digit
+from siamese_lit.errors import ConfigError, check, exit_on_user_error
+
+#: Hydra's command-line flags that take a value (the value is not an image path).
+VALUE_FLAGS = {
+    "-cp",
+    "--config-path",
+    "-cn",
+    "--config-name",
+    "-cd",
+    "--config-dir",
+    "-c",
+    "--cfg",
+    "-p",
+    "--package",
+}
+
+
+def _quote(path: str) -> str:
+    """A path as a quoted Hydra override value (spaces, commas and brackets kept literally)."""
+    return "'" + path.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def hydra_args(argv: list[str]) -> list[str]:
+    """The command line with its positional image paths turned into the override images=[...].
+
+    A positional argument is one with no `=` that is neither a flag nor a flag's value.
+    """
+    rest, paths = [], []
+    for i, arg in enumerate(argv):
+        positional = "=" not in arg and not arg.startswith("-") and (i == 0 or argv[i - 1] not in VALUE_FLAGS)
+        (paths if positional else rest).append(arg)
+    if not paths:
+        return rest
+    if any(a.startswith(("images=", "+images=")) for a in rest):
+        raise ConfigError(
+            "give the two images either as positional paths or as images=[a.png,b.png], not both."
+        )
+    return [*rest, "images=[" + ",".join(_quote(p) for p in paths) + "]"]
+
+
+def compare(cfg: DictConfig) -> dict[str, Any]:
+    """Distance and verdict for the two images of `cfg.images`; also printed."""
+    images = list(cfg.get("images") or [])
+    check(len(images) == 2, f"compare takes two image files (a.png b.png), got {len(images)}: {images}.")
+    digits = torch.stack([load_digit(p) for p in images])  # bad files fail before the model loads
+    device = resolve_device(cfg.device)
+    model = load_model(cfg.ckpt_path, "Siamese", device)
+    normalize = instantiate(cfg.data).normalize  # the training normalisation (data.mean, data.std)
+    emb = model.embed(normalize(digits.to(device)))
+    distance = float(F.pairwise_distance(emb[:1], emb[1:]))
+    threshold, source = _threshold(cfg, float(model.threshold))
+    same = distance <= threshold
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_image(digits.float().div(255).unsqueeze(1), out_dir / "inputs.png", nrow=2, padding=2, pad_value=0.5)
+    print(f"distance: {distance:.4f}")
+    print(f"threshold: {threshold:.4f} ({source})")
+    print(f"verdict: {'same digit' if same else 'different digits'}")
+    return {"distance": distance, "threshold": threshold, "same": same}
+
+
+def _threshold(cfg: DictConfig, saved: float) -> tuple[float, str]:
+    """cfg.threshold when set; else the checkpoint's (chosen on validation pairs); else the article's 1.0."""
+    if cfg.threshold is not None:
+        return float(cfg.threshold), "threshold="
+    if saved == saved:  # not NaN
+        return saved, "calibrated on validation pairs, from the checkpoint"
+    return 1.0, "the article's; the checkpoint has no calibrated threshold"
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="compare")
+def _main(cfg: DictConfig) -> None:
+    with exit_on_user_error():
+        compare(cfg)
+
+
+def main() -> None:
+    with exit_on_user_error():
+        sys.argv[1:] = hydra_args(sys.argv[1:])
+    _main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""`python -m siamese_lit.evaluate ckpt_path=PATH [classifier_ckpt_path=PATH] [overrides]`.
+
+The Siamese model as classifier (the article's protocol, prototypes, k-NN), corrector of a
+classifier and search engine, on the whole test set. Each needed image is embedded once; all the
+rest is batched tensor ops on the device. Writes report.json, report.md and TensorBoard logs into
+its output dir (outputs/eval/runs/<timestamp>).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from siamese_lit.checkpoints import load_model, resolve_device
+from siamese_lit.data.pairs import PairDataModule
+from siamese_lit.errors import ConfigError, check, exit_on_user_error
+from siamese_lit.evaluation import protocols as P
+from siamese_lit.evaluation.metrics import pair_distances, verification
+from siamese_lit.evaluation.report import retrieval_grid, write_report
+from siamese_lit.utils import claim_output_dir, log
+
+
+class Timer(dict):
+    """Seconds spent in each named step."""
+
+    def step(self, name: str, start: float) -> float:
+        now = time.perf_counter()
+        self[name] = self.get(name, 0.0) + now - start
+        return now
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Run every section of the evaluation; returns the report (also written to the output dir)."""
+    output_dir = Path(cfg.paths.output_dir)
+    claim_output_dir(output_dir, markers=("report.json", "metrics.json", "checkpoints"))
+    check(
+        cfg.retrieval.neighbours >= 1, f"retrieval.neighbours must be >= 1, got {cfg.retrieval.neighbours}."
+    )
+    timer, t = Timer(), time.perf_counter()
+    device = resolve_device(cfg.device)
+    siamese = load_model(cfg.ckpt_path, "Siamese", device)
+    classifier = None
+    if cfg.get("classifier_ckpt_path"):
+        classifier = load_model(cfg.classifier_ckpt_path, "classifier", device, what="classifier_ckpt_path")
+    dm = instantiate(cfg.data)
+    if not isinstance(dm, PairDataModule):
+        raise ConfigError(
+            "evaluate needs the pair data module (data=pairs): it provides the validation pairs."
+        )
+    dm.prepare_data()
+    dm.setup("test")
+    t = timer.step("load", t)
+
+    # every image embedded once
+    @functools.cache
+    def embedded(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = dm.splits[split]
+        return siamese.embed(dm.normalize(x.to(device)), cfg.batch_size), y.to(device)
+
+    (emb, y_test), (gal_emb, y_gal) = embedded("test"), embedded("test_gallery")
+    t = timer.step("embed", t)
+    classes = y_test.unique()
+    calibration = _calibration(cfg, dm, siamese, embedded)
+    calibrated = calibration["threshold"]
+    t = timer.step("calibration", t)
+
+    refs = P.sample_references(y_test, cfg.protocol.k, _generator(cfg))
+    mean_distance = P.reference_distances(emb, refs)
+    thresholds = {"article": float(cfg.protocol.threshold), "calibrated": calibrated}
+    protocol = {
+        "k": cfg.protocol.k,
+        "thresholds": {
+            name: {"threshold": thr, **P.answer_fractions(P.answer(mean_distance, classes, thr), y_test)}
+            for name, thr in thresholds.items()
+        },
+    }
+    t = timer.step("protocol", t)
+
+    gallery = {"size": len(y_gal), "knn_k": cfg.gallery_knn_k}
+    gallery |= P.gallery_classification(emb, y_test, gal_emb, y_gal, classes, cfg.gallery_knn_k)
+    t = timer.step("gallery", t)
+
+    report: dict[str, Any] = {
+        "checkpoint": str(cfg.ckpt_path),
+        "device": str(device),
+        "test_images": len(y_test),
+        "seed": cfg.seed,
+        "calibration": calibration,
+        "protocol": protocol,
+        "gallery": gallery,
+    }
+    if classifier is not None:
+        report["correction"] = _correction(cfg, dm, classifier, embedded, (y_test, mean_distance, classes))
+        t = timer.step("correction", t)
+
+    queries = torch.tensor(
+        [q for q in cfg.retrieval.queries if 0 <= q < len(y_test)], dtype=torch.long, device=device
+    )
+    found = P.neighbours(emb, queries, cfg.retrieval.neighbours)
+    grid = retrieval_grid(dm.splits["test"][0].to(device), y_test, queries, found)
+    report["retrieval"] = {
+        "figures": P.retrieval(emb, y_test, list(cfg.retrieval.precision_at)),
+        "queries": queries.tolist(),
+        "neighbours": found.shape[1],
+    }
+    t = timer.step("retrieval", t)
+    timer["total"] = sum(timer.values())
+    report["timing_s"] = dict(timer)
+    write_report(output_dir, report, grid)
+    log.info("Report written to %s (%.1f s)", output_dir / "report.md", timer["total"])
+    return report
+
+
+def _calibration(cfg: DictConfig, dm: PairDataModule, siamese: Any, embedded: Any) -> dict[str, Any]:
+    """The threshold with the best accuracy on the fixed validation pairs (data.eval_pairs of them).
+
+    LitSiamese chooses it at each validation and saves it in the checkpoint (`threshold` buffer), so by
+    default it is read from there; `calibration=val` (or a checkpoint never validated) embeds the
+    validation images of this data config and chooses it again.
+    """
+    saved = float(siamese.threshold)
+    check(
+        cfg.calibration in ("checkpoint", "val"),
+        f"calibration must be checkpoint or val, got {cfg.calibration!r}.",
+    )
+    if cfg.calibration == "checkpoint" and saved == saved:  # not NaN
+        return {"source": "checkpoint", "threshold": saved}
+    emb, _ = embedded("val")
+    a, b, y = (v.to(emb.device) for v in dm.eval_pairs("val"))
+    return {"source": "val", "pairs": len(y), **verification(pair_distances(emb, a, b), y)}
+
+
+def _correction(
+    cfg: DictConfig, dm: PairDataModule, classifier: Any, embedded: Any, test: tuple[torch.Tensor, ...]
+) -> dict[str, Any]:
+    """The classifier's answers checked by the Siamese model (see protocols.correction).
+
+    The check threshold is chosen on the validation images (their own references, drawn as the
+    test's), as the one that maximises the combined accuracy there; correction.threshold overrides it.
+    """
+    y_test, mean_distance, classes = test
+
+    def answers(split: str, mean_d: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        x, y = dm.splits[split]
+        logits = classifier.predict_logits(dm.normalize(x.to(y_test.device)), cfg.batch_size)
+        if mean_d is None:
+            emb, y = embedded(split)
+            mean_d = P.reference_distances(emb, P.sample_references(y, cfg.protocol.k, _generator(cfg)))
+        return logits, y.to(y_test.device), mean_d
+
+    threshold, source, validation = cfg.correction.threshold, "correction.threshold", {}
+    if threshold is None:
+        val = answers("val")
+        threshold = P.correction_threshold(*val, classes)
+        source = "chosen on the validation images: the best combined accuracy there"
+        figures, *_ = P.correction(*val, classes, threshold)
+        validation = {k: figures[k] for k in ("classifier_accuracy", "combined_accuracy", "fixed", "broken")}
+    logits, _, _ = answers("test", mean_distance)
+    figures, pred, siamese, combined = P.correction(logits, y_test, mean_distance, classes, float(threshold))
+    # the test indices are MNIST's only when the whole test set is evaluated
+    whole = dm.hparams.test_size is None and dm.test_classes == list(range(10))
+    cases = P.article_cases(y_test, pred, siamese, combined) if whole else {}
+    return {
+        "checkpoint": str(cfg.classifier_ckpt_path),
+        "threshold_source": source,
+        **figures,
+        "validation": validation,
+        "article_cases": cases,
+    }
+
+
+def _generator(cfg: DictConfig) -> torch.Generator:
+    """Seeds the protocol's reference draws (cfg.seed), the same for every split."""
+    return torch.Generator().manual_seed(cfg.seed)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    with exit_on_user_error():
+        log.debug("Config:\n%s", OmegaConf.to_yaml(cfg))
+        evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

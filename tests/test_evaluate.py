@@ -1,0 +1,264 @@
+"""siamese_lit.evaluate and siamese_lit.compare on the tiny real runs of conftest.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import compose_cfg, run_cli
+from hydra.utils import instantiate
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torchmetrics.retrieval import RetrievalMAP, RetrievalPrecision
+
+from siamese_lit.checkpoints import load_model
+from siamese_lit.compare import compare, hydra_args
+from siamese_lit.data.images import ImageError, load_digit
+from siamese_lit.data.mnist import load_mnist
+from siamese_lit.errors import CheckpointError
+from siamese_lit.evaluate import evaluate
+from siamese_lit.evaluation import protocols as P
+
+TEST_SIZE = 1000
+DATA = [
+    f"data.test_size={TEST_SIZE}",
+    "data.val_size=1000",
+    "data.gallery_size=1000",
+    "data.eval_pairs=1000",
+]
+
+
+def ckpt(run: Path) -> Path:
+    return run / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="module")
+def evaluation(tiny_siamese_run: Path, tiny_classifier_run: Path, tmp_path_factory) -> tuple[Path, dict]:
+    """One real evaluation (calibrated again on validation, with a classifier to correct)."""
+    out = tmp_path_factory.mktemp("eval") / "run"
+    overrides = [
+        f"ckpt_path={ckpt(tiny_siamese_run)}",
+        f"classifier_ckpt_path={ckpt(tiny_classifier_run)}",
+        "calibration=val",
+        "device=cpu",
+        "retrieval.queries=[0,5,9999]",  # 9999 is past the 1000 test images: left out
+        "retrieval.neighbours=6",
+        *DATA,
+    ]
+    return out, evaluate(compose_cfg(overrides, out, config_name="eval"))
+
+
+def test_protocol_fractions_sum_to_one_and_move_with_the_threshold(evaluation) -> None:
+    _, report = evaluation
+    assert report["test_images"] == TEST_SIZE
+    runs = sorted(report["protocol"]["thresholds"].values(), key=lambda r: r["threshold"])
+    assert report["protocol"]["thresholds"]["calibrated"]["threshold"] == report["calibration"]["threshold"]
+    for r in runs:
+        assert all(0 <= r[k] <= 1 for k in ("correct", "unknown", "wrong"))
+        assert r["correct"] + r["unknown"] + r["wrong"] == pytest.approx(1)
+        answered = 1 - r["unknown"]
+        assert r["correct"] == pytest.approx(r["answered_accuracy"] * answered)
+    # a higher threshold answers a superset of images, with the same answers
+    low, high = runs[0], runs[-1]
+    assert high["unknown"] <= low["unknown"] and high["correct"] >= low["correct"]
+    assert report["calibration"]["source"] == "val" and 0.5 < report["calibration"]["auroc"] <= 1
+
+
+def test_references_are_k_distinct_images_of_each_digit_never_the_query(data_dir: Path) -> None:
+    _, labels = load_mnist(data_dir, train=False)
+    labels = labels[:2000]
+    refs = P.sample_references(labels, 7, torch.Generator().manual_seed(0))
+    assert refs.shape == (2000, 10, 7)
+    assert (labels[refs] == torch.arange(10)[None, :, None]).all()
+    assert (refs != torch.arange(2000)[:, None, None]).all()
+    ordered = refs.sort(-1).values
+    assert (ordered[..., 1:] != ordered[..., :-1]).all()  # distinct within each (query, digit)
+    with pytest.raises(ValueError, match="protocol.k"):
+        P.sample_references(labels, int(torch.bincount(labels).min()), torch.Generator())
+
+
+def test_gallery_accuracies_agree_with_their_confusion_matrices(evaluation, data_dir: Path) -> None:
+    _, report = evaluation
+    gallery = report["gallery"]
+    assert gallery["size"] == 1000
+    for method in ("prototype", "knn"):
+        r = gallery[method]
+        confusion = torch.tensor(r["confusion"])
+        assert confusion.sum() == TEST_SIZE
+        assert r["accuracy"] == pytest.approx(float(confusion.diagonal().sum()) / TEST_SIZE)
+        per_digit = confusion.diagonal() / confusion.sum(1)
+        assert list(r["per_digit"].values()) == pytest.approx(per_digit.tolist())
+        assert 0.3 < r["accuracy"] <= 1  # far above chance even for the tiny model
+
+
+def test_correction_counts_agree_with_the_accuracies(evaluation, tiny_classifier_run: Path) -> None:
+    _, report = evaluation
+    c = report["correction"]
+    trained = json.loads((tiny_classifier_run / "metrics.json").read_text())
+    # the same 1000 test images (split_seed) as the classifier's own test at the end of training
+    assert c["classifier_accuracy"] == pytest.approx(trained["test/acc"], abs=1e-6)
+    assert c["classifier_errors"] == round(TEST_SIZE * (1 - c["classifier_accuracy"]))
+    assert c["fixed"] - c["broken"] == round(TEST_SIZE * (c["combined_accuracy"] - c["classifier_accuracy"]))
+    assert c["fixed"] + c["broken"] <= c["overruled"] and c["fixed"] <= c["classifier_errors"]
+    assert len(c["fixed_indices"]) == c["fixed"] and len(c["broken_indices"]) == c["broken"]
+    assert not set(c["fixed_indices"]) & set(c["broken_indices"])
+    # the threshold is the best on validation, where never overruling is one of the choices
+    v = c["validation"]
+    assert v["combined_accuracy"] >= v["classifier_accuracy"] and v["fixed"] >= v["broken"]
+    assert c["article_cases"] == {}  # a 1000-image subset: MNIST's indices do not apply
+
+
+def test_correction_threshold_is_the_best_cut() -> None:
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (400,), generator=g)
+    logits = torch.randn(400, 10, generator=g) + 2.5 * F.one_hot(labels, 10)  # right about 3 times in 4
+    distance = torch.rand(400, 10, generator=g) + 0.8 * (1 - F.one_hot(labels, 10))  # mostly right too
+    classes = torch.arange(10)
+    best = P.correction_threshold(logits, labels, distance, classes)
+
+    def accuracy(t: float) -> float:
+        return P.correction(logits, labels, distance, classes, t)[0]["combined_accuracy"]
+
+    _, check_distance, _ = P.checked(logits, distance, classes)
+    cuts = [float(t) for t in check_distance] + [float("inf")]  # every distinct choice
+    assert accuracy(best) == max(accuracy(t) for t in cuts) > accuracy(float("inf"))
+
+
+def test_retrieval_figures_match_torchmetrics(evaluation, tiny_siamese_run: Path, tmp_path: Path) -> None:
+    _, report = evaluation
+    figures = report["retrieval"]["figures"]
+    assert set(figures) == {"precision@1", "precision@10", "precision@100", "mAP"}
+    # torchmetrics on the same embeddings, every test image querying the 999 others
+    dm = instantiate(compose_cfg(DATA, tmp_path, config_name="eval").data)
+    dm.setup()
+    x, y = dm.splits["test"]
+    emb = load_model(ckpt(tiny_siamese_run), "Siamese").embed(dm.normalize(x))
+    d = torch.cdist(emb, emb)
+    q, doc = torch.nonzero(~torch.eye(len(y), dtype=torch.bool), as_tuple=True)
+    preds, target = 1 / (1 + d[q, doc]), y[q] == y[doc]
+    assert figures["mAP"] == pytest.approx(float(RetrievalMAP()(preds, target, indexes=q)), abs=1e-4)
+    precision = RetrievalPrecision(top_k=10)(preds, target, indexes=q)
+    assert figures["precision@10"] == pytest.approx(float(precision), abs=1e-4)
+
+
+def test_report_files_and_tensorboard_grid(evaluation) -> None:
+    out, report = evaluation
+    assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(report))
+    md = (out / "report.md").read_text()
+    for heading in ("article's protocol", "gallery of 1000", "Correction of the classifier", "Retrieval"):
+        assert heading in md
+    assert report["retrieval"]["queries"] == [0, 5] and report["retrieval"]["neighbours"] == 6
+    acc = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0}).Reload()
+    (image,) = acc.Images("retrieval/nearest")
+    # a row per query: the query and its 6 neighbours, 28-pixel tiles with 2-pixel padding
+    assert (image.height, image.width) == (2 + 2 * 30, 2 + 7 * 30)
+    assert acc.Scalars("protocol/thresholds/article/correct")[0].value == pytest.approx(
+        report["protocol"]["thresholds"]["article"]["correct"]
+    )
+    assert set(report["timing_s"]) >= {"embed", "protocol", "gallery", "correction", "retrieval", "total"}
+
+
+@pytest.fixture(scope="module")
+def digit_files(tmp_path_factory, data_dir: Path) -> dict[str, Path]:
+    """Real MNIST test images as files: two 7s and a 0 as 28x28 PNGs, and the first 7 as a large,
+    inverted (dark on light) RGB JPEG."""
+    x, y = load_mnist(data_dir, train=False)
+    sevens, zeros = torch.nonzero(y == 7).squeeze(1), torch.nonzero(y == 0).squeeze(1)
+    d = tmp_path_factory.mktemp("digits")
+    files = {
+        "seven": d / "seven.png",
+        "seven_b": d / "seven b.png",
+        "zero": d / "zero.png",
+        "big": d / "big.jpg",
+    }
+    for name, i in (("seven", sevens[0]), ("seven_b", sevens[1]), ("zero", zeros[0])):
+        Image.fromarray(x[i].numpy()).save(files[name])
+    big = Image.fromarray(255 - x[sevens[0]].numpy()).resize((1120, 1120), Image.BICUBIC).convert("RGB")
+    big.save(files["big"], quality=90)
+    return files
+
+
+def test_image_files_become_mnist_digits(digit_files, data_dir: Path) -> None:
+    x, y = load_mnist(data_dir, train=False)
+    seven = x[torch.nonzero(y == 7)[0, 0]]
+    assert torch.equal(load_digit(digit_files["seven"]), seven)  # a 28x28 PNG round-trips exactly
+    big = load_digit(digit_files["big"]).float()
+    assert big.shape == (28, 28) and big[0].max() == 0 and big.max() == 255  # white on black, framed
+    # the same digit after resizing, inversion and JPEG is far closer to itself than to a 0
+    zero = load_digit(digit_files["zero"]).float()
+    assert (big - seven.float()).norm() < 0.6 * (big - zero).norm()
+
+
+def test_compare_distance_and_verdict(digit_files, tiny_siamese_run: Path, tmp_path: Path, capsys) -> None:
+    model = load_model(ckpt(tiny_siamese_run), "Siamese")
+    threshold = float(model.threshold)
+
+    def run(a: str, b: str) -> dict:
+        cfg = compose_cfg([f"ckpt_path={ckpt(tiny_siamese_run)}", "device=cpu"], tmp_path / a, "compare")
+        cfg.images = [str(digit_files[a]), str(digit_files[b])]
+        return compare(cfg)
+
+    same, different, resized = run("seven", "seven_b"), run("seven", "zero"), run("seven", "big")
+    for r in (same, different, resized):
+        assert r["threshold"] == pytest.approx(threshold) and r["same"] == (r["distance"] <= threshold)
+    x = torch.stack([load_digit(digit_files[k]) for k in ("seven", "zero")])
+    emb = model.embed((x.float() / 255 - 0.1307) / 0.3081)
+    assert different["distance"] == pytest.approx(float(F.pairwise_distance(emb[:1], emb[1:])), rel=1e-4)
+    assert resized["same"] and resized["distance"] < different["distance"]
+    assert "verdict: same digit" in capsys.readouterr().out
+    assert (tmp_path / "seven" / "inputs.png").is_file()
+
+
+def test_compare_cli_takes_positional_paths(digit_files, tiny_siamese_run: Path, tmp_path: Path) -> None:
+    args = [f"ckpt_path={ckpt(tiny_siamese_run)}", str(digit_files["seven"]), str(digit_files["seven_b"])]
+    ok = run_cli("siamese_lit.compare", [*args, f"hydra.run.dir={tmp_path / 'ok'}"])
+    assert ok.returncode == 0, ok.stderr
+    assert "distance: " in ok.stdout and "verdict: " in ok.stdout
+    bad = tmp_path / "not_an_image.png"
+    bad.write_text("hello")
+    err = run_cli("siamese_lit.compare", [*args[:2], str(bad), f"hydra.run.dir={tmp_path / 'bad'}"])
+    assert err.returncode == 2
+    assert err.stderr.strip().splitlines() == [
+        f"error: {bad} is not a readable image (UnidentifiedImageError)."
+    ]
+
+
+def test_hydra_args_turn_positional_paths_into_the_images_override() -> None:
+    assert hydra_args(["ckpt_path=m.ckpt", "a b.png", "--cfg", "job", "c'd.png"]) == [
+        "ckpt_path=m.ckpt",
+        "--cfg",
+        "job",
+        "images=['a b.png','c\\'d.png']",
+    ]
+    with pytest.raises(ValueError, match="not both"):
+        hydra_args(["a.png", "b.png", "images=[c.png]"])
+
+
+def test_bad_images_and_checkpoints_are_one_line_errors(tmp_path: Path, tiny_siamese_run: Path) -> None:
+    (tmp_path / "empty.png").touch()
+    Image.new("L", (40, 30), 200).save(tmp_path / "blank.png")
+    for name, message in (
+        ("missing.png", "no such image"),
+        ("empty.png", "is empty"),
+        ("blank.png", "is blank"),
+    ):
+        with pytest.raises(ImageError, match=message):
+            load_digit(tmp_path / name)
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(ckpt(tiny_siamese_run).read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_model(truncated, "Siamese")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model(tmp_path / "missing.ckpt", "Siamese")
+
+
+def test_evaluate_cli_refuses_a_classifier_checkpoint(tiny_classifier_run: Path, tmp_path: Path) -> None:
+    result = run_cli(
+        "siamese_lit.evaluate", [f"ckpt_path={ckpt(tiny_classifier_run)}", f"hydra.run.dir={tmp_path}"]
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ckpt_path=") and "is a classifier checkpoint; a Siamese checkpoint" in line
