@@ -262,11 +262,22 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     classifier, siamese = compose_experiment("classifier"), compose_experiment("siamese")
     data_dir = classifier.paths.data_dir
-    result: dict[str, Any] = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-                              "quick": quick, "threads": torch.get_num_threads()}
+    result: dict[str, Any] = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "quick": quick,
+        "threads": torch.get_num_threads(),
+    }
     result["peak_rss_mib_training"] = peak_rss_mib_of_training(
-        ["+experiment=siamese", "trainer.max_steps=30", "data.train_size=5000", "data.eval_pairs=2000",
-         "data.gallery_size=2000", "callbacks=none", "~logger", f"paths.log_dir={out_dir / 'scratch'}"]
+        [
+            "+experiment=siamese",
+            "trainer.max_steps=30",
+            "data.train_size=5000",
+            "data.eval_pairs=2000",
+            "data.gallery_size=2000",
+            "callbacks=none",
+            "~logger",
+            f"paths.log_dir={out_dir / 'scratch'}",
+        ]
     )
     ckpt = out_dir / "scratch" / "siamese.ckpt"
     for name, cfg in (("classifier", classifier), ("siamese", siamese)):

@@ -12,7 +12,14 @@ from omegaconf import DictConfig, OmegaConf
 from siamese_lit.callbacks import log_final_hparams
 from siamese_lit.errors import ConfigError, exit_on_user_error
 from siamese_lit.sweep import is_multirun, objective, run_job
-from siamese_lit.utils import claim_output_dir, instantiate_callbacks, instantiate_loggers, log, scalars, write_json
+from siamese_lit.utils import (
+    claim_output_dir,
+    instantiate_callbacks,
+    instantiate_loggers,
+    log,
+    scalars,
+    write_json,
+)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -21,7 +28,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     claim_output_dir(output_dir)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path and not Path(ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path} does not exist: give the path of a .ckpt file to resume from.")
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} does not exist: give the path of a .ckpt file to resume from."
+        )
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)  # stderr stays for errors
 
@@ -29,7 +38,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     model: L.LightningModule = instantiate(cfg.model)
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=instantiate_callbacks(cfg.get("callbacks")), logger=instantiate_loggers(cfg.get("logger"))
+        cfg.trainer,
+        callbacks=instantiate_callbacks(cfg.get("callbacks")),
+        logger=instantiate_loggers(cfg.get("logger")),
     )
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -47,7 +58,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if cfg.get("train", True):
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if not best:
-            log.warning("No checkpoint (fast_dev_run, checkpointing off, no ckpt_path): testing the current weights.")
+            log.warning(
+                "No checkpoint (fast_dev_run, checkpointing off, no ckpt_path): testing the current weights."
+            )
         trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(scalars(trainer.callback_metrics))
     log_final_hparams(trainer, OmegaConf.to_container(cfg, resolve=True), metrics)  # the HPARAMS tab

@@ -99,4 +99,6 @@ def tiny_siamese_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -
 @pytest.fixture(scope="session")
 def tiny_classifier_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     """Output dir of a real 1-epoch classifier run on 3000 training images (small LSTM)."""
-    return _train_tiny(tmp_path_factory.mktemp("tiny"), "classifier", [*SMALL_NET, "model.net.hidden_size=64"])
+    return _train_tiny(
+        tmp_path_factory.mktemp("tiny"), "classifier", [*SMALL_NET, "model.net.hidden_size=64"]
+    )

@@ -23,7 +23,9 @@ def mnist(data_dir: Path) -> MNISTDataModule:
 
 @pytest.fixture(scope="module")
 def pairs(data_dir: Path) -> PairDataModule:
-    dm = PairDataModule(str(data_dir), download=False, batch_size=100, seed=1, eval_pairs=4000, gallery_size=500)
+    dm = PairDataModule(
+        str(data_dir), download=False, batch_size=100, seed=1, eval_pairs=4000, gallery_size=500
+    )
     dm.setup("fit")
     return dm
 
@@ -97,7 +99,9 @@ def test_missing_data_message_names_files_folder_and_variable(tmp_path: Path) ->
 
 
 def test_augmentation_changes_training_batches_only(data_dir: Path) -> None:
-    dm = MNISTDataModule(str(data_dir), download=False, augment={"degrees": 10, "translate": 0.1, "scale": [0.9, 1.1]})
+    dm = MNISTDataModule(
+        str(data_dir), download=False, augment={"degrees": 10, "translate": 0.1, "scale": [0.9, 1.1]}
+    )
     dm.setup()
     x = dm.splits["train"][0][:8]
     plain = dm.normalize(x)
@@ -146,7 +150,9 @@ def test_fresh_pairs_each_epoch_and_fixed_eval_pairs(data_dir: Path, pairs: Pair
     other = PairDataModule(str(data_dir), download=False, seed=7, eval_pairs=4000, gallery_size=500)
     other.setup()
     for split in ("val", "test"):  # a different run seed is scored on the same pairs
-        assert all(torch.equal(u, v) for u, v in zip(other.eval_pairs(split), pairs.eval_pairs(split), strict=True))
+        assert all(
+            torch.equal(u, v) for u, v in zip(other.eval_pairs(split), pairs.eval_pairs(split), strict=True)
+        )
 
 
 def test_pair_batches_and_test_pairs_from_test_images(pairs: PairDataModule) -> None:

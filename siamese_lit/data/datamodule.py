@@ -174,7 +174,9 @@ def random_affine(
     zoom = torch.empty(b, device=dev).uniform_(float(scale[0]), float(scale[1]))
     shift = (torch.rand(b, 2, device=dev) * 2 - 1) * 2 * translate  # grid units span 2
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+    )
     grid = F.affine_grid(theta, (b, 1, *images.shape[-2:]), align_corners=False)
     background = images.amin(dim=(-2, -1), keepdim=True).unsqueeze(1)
     out = F.grid_sample(images.unsqueeze(1) - background, grid, align_corners=False) + background

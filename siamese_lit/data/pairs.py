@@ -34,7 +34,9 @@ class PairSampler:
         pool = torch.nonzero(torch.isin(labels, torch.tensor(classes))).squeeze(1)
         self.table = pool[torch.argsort(labels[pool], stable=True)]
         class_tensor = torch.tensor(classes)
-        self.counts = torch.bincount(torch.searchsorted(class_tensor, labels[self.table]), minlength=len(classes))
+        self.counts = torch.bincount(
+            torch.searchsorted(class_tensor, labels[self.table]), minlength=len(classes)
+        )
         empty = [c for c, n in zip(classes, self.counts.tolist(), strict=True) if n < 2]
         check(not empty, f"pairs need at least 2 images of each class; too few of digit(s) {empty}.")
         self.offsets = torch.cumsum(self.counts, 0) - self.counts
@@ -124,7 +126,11 @@ class PairDataModule(MNISTDataModule):
         check(eval_pairs >= 2, f"data.eval_pairs must be >= 2, got {eval_pairs}.")
         check(gallery_size >= 1, f"data.gallery_size must be >= 1, got {gallery_size}.")
         self.mode, self.similar_fraction = mode, similar_fraction
-        self.pairs_per_epoch, self.num_eval_pairs, self.gallery_size = pairs_per_epoch, eval_pairs, gallery_size
+        self.pairs_per_epoch, self.num_eval_pairs, self.gallery_size = (
+            pairs_per_epoch,
+            eval_pairs,
+            gallery_size,
+        )
         self.fixed: dict[str, tuple[Tensor, ...]] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -160,19 +166,25 @@ class PairDataModule(MNISTDataModule):
 
         def rows(epoch: int) -> tuple[Tensor, ...]:
             g = seeded(self.seed * 100_003 + epoch)
-            sampled = self.sampler.pairs(n, self.similar_fraction, g) if self.mode == "pairs" else (
-                self.sampler.triplets(n, g)
+            sampled = (
+                self.sampler.pairs(n, self.similar_fraction, g)
+                if self.mode == "pairs"
+                else (self.sampler.triplets(n, g))
             )
             return tuple(t.to(x.device) for t in sampled)
 
         if self.mode == "pairs":
+
             def take(a: Tensor, b: Tensor, t: Tensor) -> tuple[Tensor, ...]:
                 return x[a], x[b], t
         else:
+
             def take(a: Tensor, p: Tensor, q: Tensor) -> tuple[Tensor, ...]:
                 return x[a], x[p], x[q]
 
-        return BatchLoader(rows, take, n, self.batch_size, even_shards=True, drop_last=True, context=self._context)
+        return BatchLoader(
+            rows, take, n, self.batch_size, even_shards=True, drop_last=True, context=self._context
+        )
 
     def val_dataloader(self) -> list[BatchLoader]:
         return [self.image_loader("val"), self.image_loader("val_gallery")]

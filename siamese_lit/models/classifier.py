@@ -24,7 +24,11 @@ class LitClassifier(LitBase):
     """
 
     def __init__(
-        self, net: Spec, optimizer: Mapping[str, Any], scheduler: Mapping[str, Any] | None = None, num_classes: int = 10
+        self,
+        net: Spec,
+        optimizer: Mapping[str, Any],
+        scheduler: Mapping[str, Any] | None = None,
+        num_classes: int = 10,
     ) -> None:
         super().__init__()
         net, optimizer, scheduler = plain(net), plain(optimizer), plain(scheduler)

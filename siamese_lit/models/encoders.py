@@ -42,7 +42,9 @@ class SequenceEncoder(nn.Module):
         check(hidden_size >= 1, f"model.net.hidden_size must be >= 1, got {hidden_size}.")
         check(num_layers >= 1, f"model.net.num_layers must be >= 1, got {num_layers}.")
         check(0 <= dropout < 1, f"model.net.dropout must be in [0, 1), got {dropout}.")
-        check(out_dim >= 1, f"the output/embedding size (out_dim, embedding_dim) must be >= 1, got {out_dim}.")
+        check(
+            out_dim >= 1, f"the output/embedding size (out_dim, embedding_dim) must be >= 1, got {out_dim}."
+        )
         self.rnn = CELLS[cell](
             input_size,
             hidden_size,

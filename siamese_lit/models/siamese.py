@@ -65,7 +65,10 @@ class LitSiamese(LitBase):
     ) -> None:
         super().__init__()
         net, loss, optimizer, scheduler = plain(net), plain(loss), plain(optimizer), plain(scheduler)
-        check(embedding_dim is None or embedding_dim >= 1, f"model.embedding_dim must be >= 1, got {embedding_dim}.")
+        check(
+            embedding_dim is None or embedding_dim >= 1,
+            f"model.embedding_dim must be >= 1, got {embedding_dim}.",
+        )
         check(knn_k >= 1, f"model.knn_k must be >= 1, got {knn_k}.")
         check(oneshot_episodes >= 1, f"model.oneshot_episodes must be >= 1, got {oneshot_episodes}.")
         ignore = [k for k, v in (("net", net), ("loss", loss)) if isinstance(v, nn.Module)]
@@ -78,7 +81,8 @@ class LitSiamese(LitBase):
         out_dim = getattr(self.net, "out_dim", embedding_dim)
         check(
             embedding_dim is None or out_dim == embedding_dim,
-            f"model.embedding_dim={embedding_dim} but the encoder outputs {out_dim}: set model.net.out_dim too.",
+            f"model.embedding_dim={embedding_dim} but the encoder outputs {out_dim}: "
+            "set model.net.out_dim too.",
         )
         self.triplet = isinstance(self.loss_fn, nn.TripletMarginLoss)
         # the pair-accuracy threshold chosen on validation; saved with the checkpoint
