@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Where MNIST is read from; ../shared/data on the project's machines, data/ (downloaded) elsewhere.
 export SIAMESE_LIT_DATA_DIR ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),$(CURDIR)/data)
 
-.PHONY: install train test test-all bench bench-quick tensorboard summary lint clean
+.PHONY: install train test bench bench-quick eval tensorboard summary lint clean
 
 install: $(STAMP)
 
@@ -28,6 +28,9 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(PY) -m siamese_lit.bench --quick $(ARGS)
+
+eval: $(STAMP)  ## make eval CKPT=<siamese .ckpt> [CLASSIFIER=<classifier .ckpt>]
+	$(PY) -m siamese_lit.evaluate ckpt_path=$(CKPT) $(if $(CLASSIFIER),classifier_ckpt_path=$(CLASSIFIER)) $(ARGS)
 
 tensorboard: $(STAMP)
 	$(VENV)/bin/tensorboard --logdir outputs

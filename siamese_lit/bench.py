@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +31,23 @@ from siamese_lit.data.pairs import PairSampler
 from siamese_lit.utils import write_json
 
 ARTICLE_BATCH = 50
+SCRATCH = PROJECT_ROOT / "outputs" / "bench" / "scratch"
+
+
+def compose(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """A config as the entry point would compose it (output dir set, no Hydra run)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        cfg = hydra_compose(config_name=config_name, overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
 
 
 def compose_experiment(experiment: str, overrides: list[str] = ()) -> DictConfig:
-    """The experiment's config as `train` would compose it (output dir set, no Hydra run)."""
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"+experiment={experiment}", *overrides])
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(PROJECT_ROOT / "outputs" / "bench" / "scratch")
-    return cfg
+    return compose("train", [f"+experiment={experiment}", *overrides], SCRATCH / experiment)
 
 
 class _StepTimer(L.Callback):
@@ -95,8 +102,7 @@ def pipeline_img_per_s(
 def compute_limit_img_per_s(cfg: DictConfig, batch_size: int, steps: int, device: torch.device) -> float:
     """The same model's forward + backward + optimizer step on one batch already on the device."""
     model = instantiate(cfg.model).to(device)
-    optimizer = model.configure_optimizers()
-    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    optimizer = instantiate(model.hparams.optimizer, params=model.parameters())
     n = images_per_item(cfg)
     x = torch.randn(batch_size * n, 28, 28, device=device)
     y = torch.randint(0, 2 if n == 2 else 10, (batch_size,), device=device)
@@ -160,12 +166,16 @@ def pair_build_s(labels: torch.Tensor, repeats: int = 5) -> float:
     return _seconds_per_call(lambda: sampler.pairs(60_000, 0.5, g), repeats, torch.device("cpu"), warmup=1)
 
 
-def seed_pair_build_s(data_dir: str) -> float:
+def seed_pair_build_s(data_dir: str, images: int | None = None) -> float:
     """The article's construction: a batch_size=1 loader over the 60k images, image i of the first
-    half paired with a random image of the second half, one at a time (30k pairs)."""
+    half paired with a random image of the second half, one at a time (30k pairs). With `images`,
+    only that many are read and the time is scaled to 60k."""
+    from torch.utils.data import Subset
     from torchvision import datasets, transforms
 
     dataset = datasets.MNIST(data_dir, train=True, download=False, transform=transforms.ToTensor())
+    if images is not None:
+        dataset = Subset(dataset, range(images))
     start = time.perf_counter()
     images, labels = [], []
     for x, y in DataLoader(dataset, batch_size=1):
@@ -176,7 +186,7 @@ def seed_pair_build_s(data_dir: str) -> float:
     for i in range(half):
         j = half + int(torch.randint(half, (1,)))
         pairs.append((images[i], images[j], int(labels[i] != labels[j])))
-    return time.perf_counter() - start
+    return (time.perf_counter() - start) * 60_000 / len(images)
 
 
 def peak_rss_mib_of_training(args: list[str]) -> float:
@@ -218,24 +228,14 @@ def time_to_target(experiment: str, metric: str, target: float) -> dict[str, Any
     return {"metric": metric, "target": target, "seconds": timer.reached, "per_epoch": timer.history}
 
 
-def eval_s(ckpt_path: Path, output_dir: Path) -> float:
+def eval_s(ckpt_path: Path, output_dir: Path, overrides: list[str]) -> float:
     """The whole `siamese_lit.evaluate` task on the 10k test images, article protocol included."""
     from siamese_lit.evaluate import evaluate
 
-    cfg = compose_experiment_eval(ckpt_path, output_dir)
+    cfg = compose("eval", [f"ckpt_path={ckpt_path}", *overrides], output_dir)
     start = time.perf_counter()
     evaluate(cfg)
     return time.perf_counter() - start
-
-
-def compose_experiment_eval(ckpt_path: Path, output_dir: Path) -> DictConfig:
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="eval", overrides=[f"ckpt_path={ckpt_path}"])
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
 
 
 @torch.no_grad()
@@ -256,51 +256,79 @@ def seed_eval_s_estimate(ckpt_path: Path, data_dir: str, queries: int = 100, ref
     return (time.perf_counter() - start) * len(labels) / queries
 
 
-def run(quick: bool, out_dir: Path) -> dict[str, Any]:
-    """Every measurement; `quick` takes fewer steps and skips the time-to-target trainings."""
-    steps = 15 if quick else 60
+@dataclass(frozen=True)
+class Mode:
+    """How much each measurement runs: `full` (make bench), `quick` (<= 2 min), `tiny` (tests)."""
+
+    name: str
+    steps: int  # timed training steps per throughput figure
+    seed_queries: int  # test images evaluated the article's way
+    seed_pair_images: int | None  # images read by the article's pair construction (None: all 60k)
+    data: tuple[str, ...] = ()  # data overrides of the throughput and evaluation runs
+    pairs: tuple[str, ...] = ()  # and those only the pair data module has
+    time_to_target: bool = False
+
+
+MODES = {
+    "full": Mode("full", steps=60, seed_queries=100, seed_pair_images=None, time_to_target=True),
+    "quick": Mode("quick", steps=15, seed_queries=20, seed_pair_images=None),
+    "tiny": Mode(
+        "tiny",
+        steps=2,
+        seed_queries=2,
+        seed_pair_images=2000,
+        data=("data.train_size=2000", "data.test_size=1000"),
+        pairs=("data.eval_pairs=500", "data.gallery_size=500"),
+    ),
+}
+
+
+def run(mode: Mode, out_dir: Path) -> dict[str, Any]:
+    """Every measurement, in this process, so that the ratios compare like with like."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    classifier, siamese = compose_experiment("classifier"), compose_experiment("siamese")
+    data, pairs = list(mode.data), [*mode.data, *mode.pairs]
+    classifier, siamese = compose_experiment("classifier", data), compose_experiment("siamese", pairs)
     data_dir = classifier.paths.data_dir
+    scratch = out_dir / "scratch" / str(time.time_ns())
     result: dict[str, Any] = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-        "quick": quick,
+        "mode": mode.name,
         "threads": torch.get_num_threads(),
     }
     result["peak_rss_mib_training"] = peak_rss_mib_of_training(
         [
             "+experiment=siamese",
-            "trainer.max_steps=30",
-            "data.train_size=5000",
+            "trainer.max_epochs=1",
+            "data.train_size=3000",
             "data.eval_pairs=2000",
             "data.gallery_size=2000",
             "callbacks=none",
             "~logger",
-            f"paths.log_dir={out_dir / 'scratch'}",
+            f"paths.log_dir={scratch}",
         ]
     )
-    ckpt = out_dir / "scratch" / "siamese.ckpt"
+    ckpt = scratch / "siamese.ckpt"
     for name, cfg in (("classifier", classifier), ("siamese", siamese)):
         own = int(cfg.data.batch_size)
-        r = {"batch_size": own}
+        r: dict[str, Any] = {"batch_size": own}
         for tag, bs in (("", own), ("_b50", ARTICLE_BATCH)):
             save = ckpt if name == "siamese" and not tag else None
-            r[f"train_img_per_s{tag}"] = pipeline_img_per_s(cfg.copy(), bs, steps, save_to=save)
-            r[f"compute_limit_img_per_s{tag}"] = compute_limit_img_per_s(cfg, bs, steps, device)
+            r[f"train_img_per_s{tag}"] = pipeline_img_per_s(cfg.copy(), bs, mode.steps, save_to=save)
+            r[f"compute_limit_img_per_s{tag}"] = compute_limit_img_per_s(cfg, bs, mode.steps, device)
             r[f"pipeline_efficiency{tag}"] = r[f"train_img_per_s{tag}"] / r[f"compute_limit_img_per_s{tag}"]
         result[name] = r
-    seed = seed_loop_img_per_s(classifier, steps * 2, device)
+    seed = seed_loop_img_per_s(classifier, mode.steps * 2, device)
     c = result["classifier"]
     result["seed_loop_img_per_s"] = seed
     result["speedup_vs_seed_b50"] = c["train_img_per_s_b50"] / seed
     result["speedup_vs_seed"] = c["train_img_per_s"] / seed
     result["pair_build_s"] = pair_build_s(load_mnist(data_dir, train=True)[1])
-    result["seed_pair_build_s"] = seed_pair_build_s(data_dir)
+    result["seed_pair_build_s"] = seed_pair_build_s(data_dir, mode.seed_pair_images)
     result["pair_speedup"] = result["seed_pair_build_s"] / result["pair_build_s"]
-    result["eval_s"] = eval_s(ckpt, out_dir / "scratch" / f"eval-{time.time_ns()}")
-    result["seed_eval_s_estimate"] = seed_eval_s_estimate(ckpt, data_dir, queries=20 if quick else 100)
+    result["eval_s"] = eval_s(ckpt, scratch / "eval", pairs)
+    result["seed_eval_s_estimate"] = seed_eval_s_estimate(ckpt, data_dir, queries=mode.seed_queries)
     result["eval_speedup"] = result["seed_eval_s_estimate"] / result["eval_s"]
-    if not quick:
+    if mode.time_to_target:
         result["time_to_target"] = {
             "classifier": time_to_target("classifier", "val/acc", 0.99),
             "siamese": time_to_target("siamese", "val/auroc", 0.998),
@@ -323,10 +351,14 @@ def _flat(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps, no time-to-target (<= 2 min)")
+    parser.add_argument(
+        "--tiny", action="store_true", help="a seconds-long smoke run of every figure (tests)"
+    )
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "outputs" / "bench")
     args = parser.parse_args(argv)
-    result = run(args.quick, args.out)
-    stem = args.out / f"bench{'-quick' if args.quick else ''}-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+    mode = MODES["tiny" if args.tiny else "quick" if args.quick else "full"]
+    result = run(mode, args.out)
+    stem = args.out / f"bench-{mode.name}-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
     write_json(stem.with_suffix(".json"), result)
     stem.with_suffix(".md").write_text(to_markdown(result))
     print(json.dumps(result, indent=2))
