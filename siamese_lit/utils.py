@@ -12,11 +12,17 @@ from typing import Any
 from hydra.utils import instantiate
 from lightning import Callback
 from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from siamese_lit.errors import ConfigError
 
 log = logging.getLogger("siamese_lit")
+
+
+def plain(spec: Any) -> Any:
+    """An OmegaConf container as plain dicts and lists: checkpoints must hold no OmegaConf objects,
+    which torch.load(weights_only=True) refuses."""
+    return OmegaConf.to_container(spec, resolve=True) if OmegaConf.is_config(spec) else spec
 
 
 def instantiate_group(cfg: DictConfig | None, kind: type) -> list[Any]:

@@ -111,3 +111,19 @@ def test_cli_run_writes_metrics_checkpoints_and_events(tmp_path: Path, data_dir:
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert (run / ".hydra" / "config.yaml").is_file()
+
+
+def test_list_and_dict_options_survive_the_checkpoint(make_cfg) -> None:
+    """Options given as lists/dicts (classes, augment) reach the checkpoint as plain containers, so
+    the best checkpoint loads with torch.load(weights_only=True) for the test after fit."""
+    cfg = make_cfg(
+        [
+            "+experiment=siamese_unseen",
+            *TINY_SIAMESE,
+            *SMALL_NET,
+            "data.train_size=500",
+            "data.augment={degrees:10,translate:0.1,scale:[0.9,1.1]}",
+        ]
+    )
+    metrics = train(cfg)
+    assert "test/oneshot_acc" in metrics and "val/auroc_best" in metrics

@@ -14,6 +14,7 @@ from torch import Tensor
 from siamese_lit.data.loader import BatchLoader, seeded
 from siamese_lit.data.mnist import ensure_mnist, load_mnist
 from siamese_lit.errors import check
+from siamese_lit.utils import plain
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -67,6 +68,7 @@ class MNISTDataModule(L.LightningDataModule):
                     f"data.{name} must list at least 2 distinct digits in 0..9, got {list(digits)}.",
                 )
         self.save_hyperparameters(logger=False)
+        self.hparams.update({k: plain(v) for k, v in self.hparams.items()})  # subclasses' too
         self.data_dir, self.download = str(data_dir), download
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.classes = sorted({int(c) for c in classes}) if classes is not None else list(range(10))

@@ -9,17 +9,11 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from siamese_lit.errors import check
 
 Spec = nn.Module | Mapping[str, Any] | None
-
-
-def plain(spec: Any) -> Any:
-    """A DictConfig as plain containers, so checkpoints hold no OmegaConf objects."""
-    return OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else spec
 
 
 def build(spec: Spec) -> Any:

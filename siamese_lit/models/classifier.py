@@ -10,7 +10,8 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from siamese_lit.models.base import LitBase, Spec, build, plain
+from siamese_lit.models.base import LitBase, Spec, build
+from siamese_lit.utils import plain
 
 
 class LitClassifier(LitBase):

@@ -19,7 +19,8 @@ from siamese_lit.evaluation.metrics import (
     pair_distances,
     verification,
 )
-from siamese_lit.models.base import LitBase, Spec, build, plain
+from siamese_lit.models.base import LitBase, Spec, build
+from siamese_lit.utils import plain
 
 
 @dataclass(frozen=True)
