@@ -109,7 +109,8 @@ def test_optuna_search_runs_its_trials_and_reports_the_best(tmp_path: Path, data
 def test_ddp_on_two_cpu_processes_matches_a_single_process_test(tmp_path: Path, data_dir: Path) -> None:
     ddp_dir, single_dir = tmp_path / "ddp", tmp_path / "single"
     ddp = run_cli(
-        "siamese_lit.train", [*tiny(trainer__devices="2"), "trainer=ddp", f"hydra.run.dir={ddp_dir}"]
+        "siamese_lit.train",
+        [*tiny(trainer__devices="2", data__batch_size="128"), "trainer=ddp", f"hydra.run.dir={ddp_dir}"],
     )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert "MEMBER: 1/2" in ddp.stdout + ddp.stderr  # rank 0 of a 2-process group
@@ -117,7 +118,8 @@ def test_ddp_on_two_cpu_processes_matches_a_single_process_test(tmp_path: Path, 
     # each rank trains on its half of the 1000 pairs per epoch: 500 // 128 steps, not 1000 // 128
     assert torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"] == 500 // 128
     single = run_cli(
-        "siamese_lit.train", [*tiny(), "train=false", f"ckpt_path={ckpt}", f"hydra.run.dir={single_dir}"]
+        "siamese_lit.train",
+        [*tiny(data__batch_size="128"), "train=false", f"ckpt_path={ckpt}", f"hydra.run.dir={single_dir}"],
     )
     assert single.returncode == 0, single.stderr[-3000:]
     distributed, reference = (json.loads((d / "metrics.json").read_text()) for d in (ddp_dir, single_dir))
