@@ -219,6 +219,7 @@ class _TargetTimer(L.Callback):
 def time_to_target(experiment: str, metric: str, target: float) -> dict[str, Any]:
     """Train the experiment with its own settings until `metric` reaches `target` (or its last epoch)."""
     cfg = compose_experiment(experiment)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # the same initialisation as `train`
     datamodule, model = instantiate(cfg.data), instantiate(cfg.model)
     timer = _TargetTimer(metric, target)
     trainer = instantiate(
