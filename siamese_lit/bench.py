@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from siamese_lit import PROJECT_ROOT
 from siamese_lit.data.mnist import load_mnist
 from siamese_lit.data.pairs import PairSampler
+from siamese_lit.precision import forward_context
 from siamese_lit.utils import write_json
 
 ARTICLE_BATCH = 50
@@ -90,6 +91,7 @@ def pipeline_img_per_s(
         enable_model_summary=False,
         enable_progress_bar=False,
         gradient_clip_val=cfg.trainer.gradient_clip_val,
+        precision=cfg.trainer.precision,
         use_distributed_sampler=False,
         callbacks=[timer],
     )
@@ -100,8 +102,10 @@ def pipeline_img_per_s(
 
 
 def compute_limit_img_per_s(cfg: DictConfig, batch_size: int, steps: int, device: torch.device) -> float:
-    """The same model's forward + backward + optimizer step on one batch already on the device."""
+    """The same model's forward + backward + optimizer step on one batch already on the device, in
+    the experiment's precision (the bfloat16 autocast Lightning's bf16-mixed applies, or none)."""
     model = instantiate(cfg.model).to(device)
+
     optimizer = instantiate(model.hparams.optimizer, params=model.parameters())
     n = images_per_item(cfg)
     x = torch.randn(batch_size * n, 28, 28, device=device)
@@ -109,11 +113,12 @@ def compute_limit_img_per_s(cfg: DictConfig, batch_size: int, steps: int, device
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        out = model(x)
-        if n == 1:
-            loss = nn.functional.cross_entropy(out, y)
-        else:
-            loss = model._loss(out.chunk(n), None if n == 3 else y)
+        with forward_context(device, cfg.trainer.precision):
+            out = model(x)
+            if n == 1:
+                loss = nn.functional.cross_entropy(out, y)
+            else:
+                loss = model._loss(out.chunk(n), None if n == 3 else y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -295,6 +300,7 @@ def run(mode: Mode, out_dir: Path) -> dict[str, Any]:
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "mode": mode.name,
         "threads": torch.get_num_threads(),
+        "precision": str(classifier.trainer.precision),  # the seed loop stays in float32, as the article's
     }
     result["peak_rss_mib_training"] = peak_rss_mib_of_training(
         [

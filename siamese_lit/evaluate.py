@@ -24,6 +24,7 @@ from siamese_lit.errors import ConfigError, check, exit_on_user_error
 from siamese_lit.evaluation import protocols as P
 from siamese_lit.evaluation.metrics import pair_distances, verification
 from siamese_lit.evaluation.report import retrieval_grid, write_report
+from siamese_lit.precision import forward_context
 from siamese_lit.utils import claim_output_dir, log
 
 
@@ -62,7 +63,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     @functools.cache
     def embedded(split: str) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = dm.splits[split]
-        return siamese.embed(dm.normalize(x.to(device)), cfg.batch_size), y.to(device)
+        with forward_context(device, cfg.precision):
+            return siamese.embed(dm.normalize(x.to(device)), cfg.batch_size), y.to(device)
 
     (emb, y_test), (gal_emb, y_gal) = embedded("test"), embedded("test_gallery")
     t = timer.step("embed", t)
@@ -90,6 +92,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     report: dict[str, Any] = {
         "checkpoint": str(cfg.ckpt_path),
         "device": str(device),
+        "precision": str(cfg.precision),
         "test_images": len(y_test),
         "seed": cfg.seed,
         "calibration": calibration,
@@ -149,7 +152,8 @@ def _correction(
 
     def answers(split: str, mean_d: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         x, y = dm.splits[split]
-        logits = classifier.predict_logits(dm.normalize(x.to(y_test.device)), cfg.batch_size)
+        with forward_context(y_test.device, cfg.precision):
+            logits = classifier.predict_logits(dm.normalize(x.to(y_test.device)), cfg.batch_size).float()
         if mean_d is None:
             emb, y = embedded(split)
             mean_d = P.reference_distances(emb, P.sample_references(y, cfg.protocol.k, _generator(cfg)))

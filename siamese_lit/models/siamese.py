@@ -92,8 +92,9 @@ class LitSiamese(LitBase):
         self.last_eval: Evaluation | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        """Embeddings of a batch of normalised images."""
-        return self.net(x)
+        """Embeddings of a batch of normalised images, in float32 also under mixed precision (the
+        distances, thresholds and neighbours computed from them need more than bfloat16's 8 bits)."""
+        return self.net(x).float()
 
     @torch.no_grad()
     def embed(self, images: Tensor, batch_size: int = 2048) -> Tensor:
