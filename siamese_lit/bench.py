@@ -8,6 +8,7 @@ Markdown table, to outputs/bench/.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import subprocess
@@ -228,7 +229,12 @@ def time_to_target(experiment: str, metric: str, target: float) -> dict[str, Any
     datamodule, model = instantiate(cfg.data), instantiate(cfg.model)
     timer = _TargetTimer(metric, target)
     trainer = instantiate(
-        cfg.trainer, callbacks=[timer], logger=False, enable_checkpointing=False, enable_progress_bar=False
+        cfg.trainer,
+        callbacks=[timer],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     trainer.fit(model, datamodule=datamodule)
     return {"metric": metric, "target": target, "seconds": timer.reached, "per_epoch": timer.history}
@@ -369,7 +375,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "outputs" / "bench")
     args = parser.parse_args(argv)
     mode = MODES["tiny" if args.tiny else "quick" if args.quick else "full"]
-    result = run(mode, args.out)
+    with contextlib.redirect_stdout(sys.stderr):  # stdout is the JSON object only
+        result = run(mode, args.out)
     stem = args.out / f"bench-{mode.name}-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
     write_json(stem.with_suffix(".json"), result)
     stem.with_suffix(".md").write_text(to_markdown(result))
