@@ -49,7 +49,7 @@ class LitClassifier(LitBase):
         x, y = batch[0], batch[1]
         logits = self(x)
         loss = self.criterion(logits, y)
-        self.train_acc(logits, y)
+        self.train_acc.update(logits.detach(), y)  # epoch-level only: no per-batch compute
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
