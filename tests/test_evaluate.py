@@ -144,6 +144,11 @@ def test_retrieval_figures_match_torchmetrics(evaluation, tiny_siamese_run: Path
     assert figures["precision@10"] == pytest.approx(float(precision), abs=1e-4)
 
 
+def test_sort_rows_sorts_like_torch() -> None:
+    keys = torch.randint(0, 2**31 - 1, (7, 5000), dtype=torch.int32)
+    assert torch.equal(P.sort_rows(keys), keys.sort(1).values)
+
+
 def test_report_files_and_tensorboard_grid(evaluation) -> None:
     out, report = evaluation
     assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(report))
