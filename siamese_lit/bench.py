@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from siamese_lit import PROJECT_ROOT
+from siamese_lit.allocator import keep_freed_memory
 from siamese_lit.data.mnist import load_mnist
 from siamese_lit.data.pairs import PairSampler
 from siamese_lit.precision import forward_context
@@ -375,6 +376,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "outputs" / "bench")
     args = parser.parse_args(argv)
     mode = MODES["tiny" if args.tiny else "quick" if args.quick else "full"]
+    keep_freed_memory()  # as train does: the pipeline, its compute limit and the seed loop alike
     with contextlib.redirect_stdout(sys.stderr):  # stdout is the JSON object only
         result = run(mode, args.out)
     stem = args.out / f"bench-{mode.name}-{time.strftime('%Y-%m-%d_%H-%M-%S')}"

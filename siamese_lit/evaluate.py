@@ -18,6 +18,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from siamese_lit.allocator import keep_freed_memory
 from siamese_lit.checkpoints import load_model, resolve_device
 from siamese_lit.data.pairs import PairDataModule
 from siamese_lit.errors import ConfigError, check, exit_on_user_error
@@ -187,6 +188,7 @@ def _generator(cfg: DictConfig) -> torch.Generator:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
+    keep_freed_memory()
     with exit_on_user_error():
         log.debug("Config:\n%s", OmegaConf.to_yaml(cfg))
         evaluate(cfg)

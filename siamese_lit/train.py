@@ -9,6 +9,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from siamese_lit.allocator import keep_freed_memory
 from siamese_lit.callbacks import log_final_hparams
 from siamese_lit.errors import ConfigError, exit_on_user_error
 from siamese_lit.sweep import is_multirun, objective, run_job
@@ -72,6 +73,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    keep_freed_memory()
     if is_multirun():
         metrics = run_job(cfg, train)  # a failing job is recorded, the sweep goes on
     else:

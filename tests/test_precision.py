@@ -1,12 +1,16 @@
-"""Mixed precision where the hardware pays for it, float32 embeddings, and the LSTM forget-gate init."""
+"""Speed settings and their safeguards: mixed precision where the hardware pays for it, float32
+embeddings, the allocator tuning, and the LSTM forget-gate init."""
 
 from __future__ import annotations
+
+import platform
 
 import pytest
 import torch
 from hydra.utils import instantiate
 
 from siamese_lit import precision
+from siamese_lit.allocator import keep_freed_memory
 from siamese_lit.models.encoders import SequenceEncoder
 
 
@@ -54,3 +58,9 @@ def test_forget_bias_sets_the_lstm_forget_gates_only() -> None:
     gru = SequenceEncoder("gru", hidden_size=8, forget_bias=1.0)
     torch.manual_seed(0)
     assert torch.equal(gru.rnn.bias_ih_l0, SequenceEncoder("gru", hidden_size=8).rnn.bias_ih_l0)
+
+
+def test_allocator_tuning_applies_on_glibc_unless_the_environment_decides(monkeypatch) -> None:
+    assert keep_freed_memory() is (platform.libc_ver()[0] == "glibc")
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
+    assert keep_freed_memory() is False
