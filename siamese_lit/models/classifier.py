@@ -36,7 +36,7 @@ class LitClassifier(LitBase):
         self.save_hyperparameters(logger=False, ignore=["net"] if isinstance(net, nn.Module) else None)
         self.net = build(net)
         self.criterion = nn.CrossEntropyLoss()
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.train_metrics["acc"] = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
@@ -49,9 +49,8 @@ class LitClassifier(LitBase):
         x, y = batch[0], batch[1]
         logits = self(x)
         loss = self.criterion(logits, y)
-        self.train_acc.update(logits.detach(), y)  # epoch-level only: no per-batch compute
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        self.train_metrics["acc"].update(logits.detach(), y)
+        self.log_train(loss)
         return loss
 
     def _eval_step(self, batch: tuple[Tensor, ...], stage: str) -> Tensor:

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 
 from siamese_lit.data.pairs import DISSIMILAR, SIMILAR
 from siamese_lit.errors import ConfigError, check
@@ -86,6 +87,7 @@ class LitSiamese(LitBase):
             "set model.net.out_dim too.",
         )
         self.triplet = isinstance(self.loss_fn, nn.TripletMarginLoss)
+        self.train_metrics.update({name: MeanMetric() for name in ("d_similar", "d_dissimilar")})
         # the pair-accuracy threshold chosen on validation; saved with the checkpoint
         self.register_buffer("threshold", torch.tensor(float("nan")))
         self.collectors = nn.ModuleDict({name: EmbeddingCollector() for name in ("images", "gallery")})
@@ -120,15 +122,13 @@ class LitSiamese(LitBase):
         emb = self(torch.cat(images)).chunk(len(images))  # one forward through the shared encoder
         target = None if self.triplet else batch[2]
         loss = self._loss(emb, target)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
         with torch.no_grad():
             d_pos = F.pairwise_distance(emb[0], emb[1])
             if self.triplet:
-                d_sim, d_dis = d_pos.mean(), F.pairwise_distance(emb[0], emb[2]).mean()
+                d_sim, d_dis = d_pos, F.pairwise_distance(emb[0], emb[2])
             else:
-                d_sim, d_dis = d_pos[target == SIMILAR].mean(), d_pos[target == DISSIMILAR].mean()
-        distances = {"train/d_similar": d_sim, "train/d_dissimilar": d_dis}
-        self.log_dict(distances, on_step=False, on_epoch=True, sync_dist=True)
+                d_sim, d_dis = d_pos[target == SIMILAR], d_pos[target == DISSIMILAR]
+        self.log_train(loss, d_similar=d_sim, d_dissimilar=d_dis)  # distances: epoch means over pairs
         return loss
 
     def _collect(self, batch: tuple[Tensor, ...], dataloader_idx: int) -> None:
