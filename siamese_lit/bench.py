@@ -107,7 +107,6 @@ def compute_limit_img_per_s(cfg: DictConfig, batch_size: int, steps: int, device
     """The same model's forward + backward + optimizer step on one batch already on the device, in
     the experiment's precision (the bfloat16 autocast Lightning's bf16-mixed applies, or none)."""
     model = instantiate(cfg.model).to(device)
-
     optimizer = instantiate(model.hparams.optimizer, params=model.parameters())
     n = images_per_item(cfg)
     x = torch.randn(batch_size * n, 28, 28, device=device)
