@@ -1,0 +1,162 @@
+"""Training augmentation policies: nn.Modules drawing every parameter per image, on the batch's device.
+
+A policy takes a float batch (B, 1, H, W) of white-on-black digits in [0, 1] (before normalisation,
+so the black background is 0 and zero padding matches it) and returns the same shape. kornia.augmentation
+does the affine warp and the Gaussian blur; what it lacks is written here as small batched modules:
+resolution loss (`RandomResolution`), stroke width (`RandomStrokeWidth`) and noise of a random level
+(`RandomNoise`; kornia's Gaussian noise has one fixed std).
+
+Policies are built from plain configs (`conf/data/augment/*.yaml`) by `build_augmentation`, so a
+checkpoint's hyper-parameters rebuild them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import kornia.augmentation as K
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torch import Tensor, nn
+
+from siamese_lit.errors import ConfigError, check
+
+
+def dilate(images: Tensor) -> Tensor:
+    """3x3 grey dilation of (B, C, H, W): strokes about 2 px thicker.
+
+    Maxima of shifted slices rather than max_pool2d, whose stride-1 CPU kernel is an order of
+    magnitude slower on 28x28 batches."""
+    x = F.pad(images, (1, 1, 1, 1))
+    x = torch.maximum(torch.maximum(x[..., :-2], x[..., 1:-1]), x[..., 2:])
+    return torch.maximum(torch.maximum(x[..., :-2, :], x[..., 1:-1, :]), x[..., 2:, :])
+
+
+def erode(images: Tensor) -> Tensor:
+    """2x2 grey erosion of (B, C, H, W): strokes about 1 px thinner (3x3 erases many MNIST strokes).
+
+    Minima of shifted slices, for the same speed reason as `dilate`."""
+    x = F.pad(images, (0, 1, 0, 1))
+    x = torch.minimum(x[..., :-1], x[..., 1:])
+    return torch.minimum(x[..., :-1, :], x[..., 1:, :])
+
+
+def _chosen(p: float, batch: int, device: torch.device) -> Tensor:
+    """A (B,) bool mask: which images a transform applied with probability p hits."""
+    return torch.rand(batch, device=device) < p
+
+
+class RandomResolution(nn.Module):
+    """Per image, area-downsample to a random side in `sizes` (inclusive) and bilinear-upsample back.
+
+    Both resamplings are separable and linear, so each side s is one (H, H) matrix R_s = up_s @ down_s
+    and an image becomes R_s @ x @ R_s^T: one batched matmul with a per-image matrix, with no loop
+    over sizes and no host sync (boolean indexing per size would sync on a GPU).
+
+    Args:
+        sizes: (smallest, largest) side to go down to.
+        p: probability that an image is resampled at all.
+        image_size: side of the (square) images.
+    """
+
+    def __init__(self, sizes: Sequence[int] = (8, 20), p: float = 0.5, image_size: int = 28) -> None:
+        super().__init__()
+        low, high = (int(s) for s in sizes)
+        check(1 <= low <= high <= image_size, f"RandomResolution sizes must be in 1..{image_size}: {sizes}.")
+        self.p = p
+        eye = torch.eye(image_size)
+        ops = [
+            F.interpolate(F.adaptive_avg_pool1d(eye[None], s), size=image_size, mode="linear")[0].T
+            for s in range(low, high + 1)
+        ]
+        self.register_buffer("ops", torch.stack([*ops, eye]), persistent=False)  # last: unchanged
+
+    def forward(self, images: Tensor) -> Tensor:
+        b, n = images.shape[0], self.ops.shape[0] - 1
+        pick = torch.randint(n, (b,), device=images.device)
+        pick = torch.where(_chosen(self.p, b, images.device), pick, n)
+        op = self.ops[pick].unsqueeze(1)  # (B, 1, H, H)
+        return op @ images @ op.transpose(-1, -2)
+
+
+class RandomStrokeWidth(nn.Module):
+    """Per image, with probability p: thicken (3x3 dilation) or thin (2x2 erosion), evenly; else leave."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, images: Tensor) -> Tensor:
+        b = images.shape[0]
+        u = torch.rand(b, 1, 1, 1, device=images.device)
+        out = torch.where(u < self.p / 2, dilate(images), images)
+        return torch.where((u >= self.p / 2) & (u < self.p), erode(images), out)
+
+
+class RandomNoise(nn.Module):
+    """Per image, with probability p, additive Gaussian noise of a std drawn uniformly in [0, max_std].
+
+    kornia's RandomGaussianNoise has one fixed std; a range of levels teaches both faint and heavy noise.
+    The result is not clamped: the policy clamps once at its end.
+    """
+
+    def __init__(self, max_std: float = 0.3, p: float = 0.5) -> None:
+        super().__init__()
+        self.max_std, self.p = max_std, p
+
+    def forward(self, images: Tensor) -> Tensor:
+        b = images.shape[0]
+        std = torch.rand(b, 1, 1, 1, device=images.device) * self.max_std
+        std = std * _chosen(self.p, b, images.device).view(b, 1, 1, 1)
+        return images + std * torch.randn_like(images)
+
+
+def affine(
+    degrees: float = 10.0, translate: float = 0.1, scale: Sequence[float] = (0.9, 1.1), p: float = 1.0
+) -> K.RandomAffine:
+    """kornia's RandomAffine without shear: rotation in +-degrees, shift up to `translate` of the side
+    on each axis, isotropic zoom in `scale` (the arguments of the data module's former `augment`)."""
+    return K.RandomAffine(degrees=degrees, translate=(translate, translate), scale=tuple(scale), p=p)
+
+
+def robust(
+    degrees: float = 25.0,
+    translate: float = 0.15,
+    scale: Sequence[float] = (0.75, 1.2),
+    sizes: Sequence[int] = (8, 20),
+    blur_sigma: Sequence[float] = (0.1, 1.5),
+    noise_std: float = 0.3,
+    p: float = 0.4,
+) -> nn.Sequential:
+    """Affine, resolution loss, Gaussian blur, stroke width and noise, each applied with probability p.
+
+    Shear is left out on purpose: it stays a held-out corruption of the robustness suite. Noise comes
+    last, so it is not blurred away; the final clamp keeps the range of a real (clamped) image.
+    """
+    return nn.Sequential(
+        affine(degrees, translate, scale, p),
+        RandomResolution(sizes, p),
+        K.RandomGaussianBlur(9, tuple(blur_sigma), border_type="constant", p=p),
+        RandomStrokeWidth(p),
+        RandomNoise(noise_std, p),
+        nn.Hardtanh(0.0, 1.0),
+    )
+
+
+def build_augmentation(spec: Mapping[str, Any] | nn.Module | None) -> nn.Module | None:
+    """The augmentation module a config describes: None or {} -> None (no augmentation); a mapping
+    with `_target_` -> instantiated; a mapping without it -> `affine(**spec)` (the data module's
+    former `augment: {degrees, translate, scale}`, as older checkpoints and configs store it)."""
+    if spec is None or isinstance(spec, nn.Module):
+        return spec
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"data.augment must be a config mapping or null, got {type(spec).__name__}.")
+    if not spec:
+        return None
+    if "_target_" not in spec:
+        return affine(**spec)
+    module = instantiate(spec)
+    check(isinstance(module, nn.Module), f"data.augment: {spec['_target_']} does not build an nn.Module.")
+    return module

@@ -1,0 +1,124 @@
+"""Training augmentation: per-image draws on the device, seeded; the hand-written modules doing their job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kornia.augmentation as K
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from torch import Tensor, nn
+
+from siamese_lit import PROJECT_ROOT
+from siamese_lit.data.augment import (
+    RandomNoise,
+    RandomResolution,
+    RandomStrokeWidth,
+    affine,
+    build_augmentation,
+    robust,
+)
+from siamese_lit.data.mnist import load_mnist
+from siamese_lit.errors import ConfigError
+
+AUGMENT_DIR = PROJECT_ROOT / "conf" / "data" / "augment"
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")),
+]
+MODULES = {
+    "resolution": lambda: RandomResolution((8, 20), p=1.0),
+    "stroke": lambda: RandomStrokeWidth(p=1.0),
+    "noise": lambda: RandomNoise(0.3, p=1.0),
+    "affine": affine,
+    "robust": robust,
+}
+
+
+@pytest.fixture(scope="module")
+def digits(data_dir: Path) -> Tensor:
+    """200 real test digits as the policies get them: float (B, 1, 28, 28) in [0, 1]."""
+    return load_mnist(data_dir, train=False)[0][:200].unsqueeze(1).float() / 255
+
+
+def ink(images: Tensor) -> Tensor:
+    return (images > 0.5).sum(dim=(-3, -2, -1))
+
+
+def high_frequency(images: Tensor) -> Tensor:
+    """Per image, the energy of the discrete Laplacian: what resolution loss takes away."""
+    laplacian = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]).view(1, 1, 3, 3).to(images)
+    return F.conv2d(images, laplacian, padding=1).square().sum(dim=(-3, -2, -1))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", list(MODULES))
+def test_draws_are_per_image_seeded_and_in_range(digits: Tensor, name: str, device: str) -> None:
+    module = MODULES[name]().to(device)
+    same = digits[:1].expand(32, -1, -1, -1).to(device)  # one digit 32 times: per-image draws differ
+    torch.manual_seed(0)
+    out = module(same)
+    assert out.shape == same.shape and out.device == same.device
+    assert len({tuple(o.flatten().tolist()) for o in out.cpu()}) > 1
+    torch.manual_seed(0)
+    assert torch.equal(module(same), out)
+    if name != "noise":  # RandomNoise leaves the clamp to the policy
+        assert out.min() >= 0 and out.max() <= 1
+
+
+def test_resolution_is_area_down_and_bilinear_up(digits: Tensor) -> None:
+    out = RandomResolution((8, 8), p=1.0)(digits)
+    small = F.interpolate(digits, size=8, mode="area")
+    assert torch.allclose(out, F.interpolate(small, size=28, mode="bilinear"), atol=1e-5)
+
+
+def test_resolution_removes_high_frequency_detail(digits: Tensor) -> None:
+    out = RandomResolution((8, 20), p=1.0)(digits)
+    assert (high_frequency(out) < 0.8 * high_frequency(digits)).all()
+    assert torch.equal(RandomResolution((8, 20), p=0.0)(digits), digits)
+
+
+def test_stroke_width_thickens_and_thins(digits: Tensor) -> None:
+    torch.manual_seed(0)
+    change = ink(RandomStrokeWidth(p=1.0)(digits)) - ink(digits)
+    assert (change != 0).all()
+    assert 0.35 < (change > 0).float().mean() < 0.65  # half thickened, half thinned
+    torch.manual_seed(0)
+    kept = ink(RandomStrokeWidth(p=0.5)(digits)) == ink(digits)
+    assert 0.35 < kept.float().mean() < 0.65
+
+
+def test_noise_level_is_drawn_per_image(digits: Tensor) -> None:
+    torch.manual_seed(0)
+    std = (RandomNoise(0.3, p=1.0)(digits) - digits).std(dim=(-3, -2, -1))
+    assert std.max() < 0.31 and std.min() < 0.05 and std.max() - std.min() > 0.2
+
+
+@pytest.mark.parametrize("policy", ["affine", "robust"])
+def test_policy_configs_compose_and_build(digits: Tensor, policy: str) -> None:
+    with initialize_config_dir(config_dir=str(AUGMENT_DIR), version_base="1.3"):
+        cfg = compose(config_name=policy)
+    module = build_augmentation(cfg)
+    assert isinstance(module, nn.Module)
+    assert module(digits).shape == digits.shape
+
+
+def test_no_augmentation() -> None:
+    with initialize_config_dir(config_dir=str(AUGMENT_DIR), version_base="1.3"):
+        assert build_augmentation(compose(config_name="none")) is None
+    assert build_augmentation(None) is None
+
+
+def test_former_affine_dict_still_builds() -> None:
+    module = build_augmentation({"degrees": 10, "translate": 0.1, "scale": [0.9, 1.1]})
+    assert isinstance(module, K.RandomAffine)
+    assert "degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=None, p=1.0" in repr(module)
+
+
+def test_bad_spec_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="nn.Module"):
+        build_augmentation({"_target_": "builtins.dict"})
+    with pytest.raises(ConfigError, match="mapping or null"):
+        build_augmentation("robust")
