@@ -74,6 +74,9 @@ class RandomResolution(nn.Module):
         self.register_buffer("ops", torch.stack([*ops, eye]), persistent=False)  # last: unchanged
 
     def forward(self, images: Tensor) -> Tensor:
+        if self.ops.device != images.device or self.ops.dtype != images.dtype:
+            # the data module holding a policy is no nn.Module: nothing else moves this buffer
+            self.ops = self.ops.to(images)
         b, n = images.shape[0], self.ops.shape[0] - 1
         pick = torch.randint(n, (b,), device=images.device)
         pick = torch.where(_chosen(self.p, b, images.device), pick, n)
