@@ -52,9 +52,9 @@ def _signs(generator: torch.Generator, like: Tensor) -> Tensor:
 def _warp(images: Tensor, matrix: Tensor, shift: Tensor | None = None) -> Tensor:
     """Each image sampled at `matrix` (N, 2, 2) @ its output coordinates + `shift` (N, 2), in grid units
     (the image spans [-1, 1]): a rotation, shear, zoom or shift about the centre, black outside."""
-    theta = torch.cat(
-        [matrix, shift.unsqueeze(-1) if shift is not None else matrix.new_zeros(len(matrix), 2, 1)], -1
-    )
+    theta = F.pad(matrix, (0, 1))
+    if shift is not None:
+        theta[..., 2] = shift
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, align_corners=False)
 
