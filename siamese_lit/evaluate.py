@@ -1,9 +1,11 @@
 """`python -m siamese_lit.evaluate ckpt_path=PATH [classifier_ckpt_path=PATH] [overrides]`.
 
 The Siamese model as classifier (the article's protocol, prototypes, k-NN), corrector of a
-classifier and search engine, on the whole test set. Each needed image is embedded once; all the
-rest is batched tensor ops on the device. Writes report.json, report.md and TensorBoard logs into
-its output dir (outputs/eval/runs/<timestamp>).
+classifier and search engine, on the whole test set; its verification and metric-learning figures
+on the test digits (unseen ones with `data.test_classes`); and the robustness suite, every figure
+again on the test digits under each corruption. Each needed image is embedded once; all the rest is
+batched tensor ops on the device. Writes report.json, report.md and TensorBoard logs into its
+output dir (outputs/eval/runs/<timestamp>).
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ from siamese_lit.checkpoints import load_model, resolve_device
 from siamese_lit.data.pairs import PairDataModule
 from siamese_lit.errors import ConfigError, check, exit_on_user_error
 from siamese_lit.evaluation import protocols as P
+from siamese_lit.evaluation.corruptions import corruption_grid
 from siamese_lit.evaluation.metrics import pair_distances, verification
 from siamese_lit.evaluation.report import retrieval_grid, write_report
+from siamese_lit.evaluation.robustness import robustness
+from siamese_lit.evaluation.scoring import score_embeddings
 from siamese_lit.precision import forward_context
 from siamese_lit.utils import claim_output_dir, log
 
@@ -90,6 +95,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     gallery |= P.gallery_classification(emb, y_test, gal_emb, y_gal, classes, cfg.gallery_knn_k)
     t = timer.step("gallery", t)
 
+    verification_figures = score_embeddings(
+        emb,
+        y_test,
+        pairs=dm.eval_pairs("test"),
+        threshold=calibrated,
+        oneshot_episodes=cfg.oneshot_episodes,
+        seed=cfg.seed,
+    )
+    t = timer.step("verification", t)
+
     report: dict[str, Any] = {
         "checkpoint": str(cfg.ckpt_path),
         "device": str(device),
@@ -99,6 +114,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "calibration": calibration,
         "protocol": protocol,
         "gallery": gallery,
+        "verification": {"test_pairs": len(dm.eval_pairs("test")[2]), **verification_figures},
     }
     if classifier is not None:
         report["correction"] = _correction(cfg, dm, classifier, embedded, (y_test, mean_distance, classes))
@@ -115,9 +131,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "neighbours": found.shape[1],
     }
     t = timer.step("retrieval", t)
+    images = {"retrieval/nearest": grid}
+    if cfg.robustness.enabled:
+        report["robustness"] = _robustness(cfg, dm, siamese, classifier, (gal_emb, y_gal))
+        images["robustness/corruptions"] = corruption_grid(dm.splits["test"][0][0].cpu(), cfg.robustness.seed)
+        t = timer.step("robustness", t)
     timer["total"] = sum(timer.values())
     report["timing_s"] = dict(timer)
-    write_report(output_dir, report, grid)
+    write_report(output_dir, report, images)
     log.info("Report written to %s (%.1f s)", output_dir / "report.md", timer["total"])
     return report
 
@@ -179,6 +200,33 @@ def _correction(
         "validation": validation,
         "article_cases": cases,
     }
+
+
+def _robustness(
+    cfg: DictConfig, dm: PairDataModule, siamese: Any, classifier: Any, gallery: tuple[torch.Tensor, ...]
+) -> dict[str, Any]:
+    """The robustness suite (siamese_lit.evaluation.robustness) on the test images, against the clean
+    gallery; the classifier's accuracy too when one is given."""
+    x, y = dm.splits["test"]
+    device = gallery[0].device
+
+    def run(model_forward: Any) -> Any:
+        def forward(images: torch.Tensor) -> torch.Tensor:
+            with forward_context(device, cfg.precision):
+                return model_forward(dm.normalize(images.to(device)), cfg.batch_size).float()
+
+        return forward
+
+    return robustness(
+        x.to(device),
+        y.to(device),
+        run(siamese.embed),
+        gallery,
+        knn_k=cfg.gallery_knn_k,
+        names=cfg.robustness.corruptions,
+        seed=cfg.robustness.seed,
+        classify=run(classifier.predict_logits) if classifier is not None else None,
+    )
 
 
 def _generator(cfg: DictConfig) -> torch.Generator:

@@ -63,7 +63,6 @@ def test_every_corruption_is_flagged_as_trained_or_held_out() -> None:
         "shear",
         "impulse_noise",
         "stripes",
-        "occlusion",
         "contrast",
         "brightness",
     }

@@ -130,7 +130,7 @@ def test_correction_threshold_is_the_best_cut() -> None:
 def test_retrieval_figures_match_torchmetrics(evaluation, tiny_siamese_run: Path, tmp_path: Path) -> None:
     _, report = evaluation
     figures = report["retrieval"]["figures"]
-    assert set(figures) == {"precision@1", "precision@10", "precision@100", "mAP"}
+    assert set(figures) == {"precision@1", "precision@10", "precision@100", "mAP", "r_precision", "map_at_r"}
     # torchmetrics on the same embeddings, every test image querying the 999 others
     dm = instantiate(compose_cfg(DATA, tmp_path, config_name="eval").data)
     dm.setup()
@@ -142,6 +142,63 @@ def test_retrieval_figures_match_torchmetrics(evaluation, tiny_siamese_run: Path
     assert figures["mAP"] == pytest.approx(float(RetrievalMAP()(preds, target, indexes=q)), abs=1e-4)
     precision = RetrievalPrecision(top_k=10)(preds, target, indexes=q)
     assert figures["precision@10"] == pytest.approx(float(precision), abs=1e-4)
+
+
+def test_r_precision_and_map_at_r_are_musgraves_definitions() -> None:
+    """Against a per-query loop of the definitions (Musgrave et al. 2020, section 3.2): R = the other
+    images of the query's digit; R-precision = relevant among the R nearest / R; MAP@R = mean over
+    i <= R of P(i) at the relevant ranks i (irrelevant ranks count 0), divided by R."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 4, (60,), generator=g)
+    emb = torch.randn(60, 3, generator=g) + labels[:, None].float()  # some structure, many mistakes
+    r_precision, map_at_r = [], []
+    for q in range(60):
+        d = torch.cdist(emb[q : q + 1], emb)[0]
+        d[q] = float("inf")
+        ranked = (labels[d.argsort()[:-1]] == labels[q]).float()
+        r = int((labels == labels[q]).sum()) - 1
+        hits = ranked[:r]
+        precision_at = hits.cumsum(0) / torch.arange(1, r + 1)
+        r_precision.append(float(hits.sum()) / r)
+        map_at_r.append(float((precision_at * hits).sum()) / r)
+    figures = P.retrieval(emb, labels, [1])
+    assert figures["r_precision"] == pytest.approx(sum(r_precision) / 60, abs=1e-6)
+    assert figures["map_at_r"] == pytest.approx(sum(map_at_r) / 60, abs=1e-6)
+
+
+def test_verification_section_scores_the_test_digits(evaluation) -> None:
+    out, report = evaluation
+    v = report["verification"]
+    assert v["test_pairs"] == 1000 and 0.5 < v["auroc"] <= 1 and 0 <= v["eer"] < 0.5
+    assert v["threshold"] == pytest.approx(report["calibration"]["threshold"])  # applied, not re-chosen
+    assert 0.1 < v["oneshot_acc"] <= 1
+    assert "Verification on 1000 fixed test pairs" in (out / "report.md").read_text()
+
+
+def test_robustness_section_every_corruption_and_the_means(evaluation) -> None:
+    from siamese_lit.evaluation.corruptions import CORRUPTIONS
+
+    out, report = evaluation
+    r = report["robustness"]
+    assert list(r["corruptions"]) == ["clean", *CORRUPTIONS]
+    assert r["corruptions"]["clean"]["knn_acc"] == pytest.approx(report["gallery"]["knn"]["accuracy"])
+    for row in r["corruptions"].values():
+        assert set(row) == {"knn_acc", "prototype_acc", "classifier_acc"}
+    trained = [n for n in CORRUPTIONS if CORRUPTIONS[n].trained]
+    held_out = [n for n in CORRUPTIONS if not CORRUPTIONS[n].trained]
+    assert trained and held_out
+    for group, names in (("all", list(CORRUPTIONS)), ("trained", trained), ("held_out", held_out)):
+        mean = sum(r["corruptions"][n]["knn_acc"] for n in names) / len(names)
+        assert r["means"][group]["knn_acc"] == pytest.approx(mean)
+    worst = r["worst"]["knn_acc"]
+    assert worst["value"] == min(r["corruptions"][n]["knn_acc"] for n in CORRUPTIONS)
+    # the 8x8 digits lose most of what a 1-epoch tiny model reads
+    assert r["corruptions"]["lowres_8"]["knn_acc"] < r["corruptions"]["clean"]["knn_acc"]
+    assert "Robustness" in (out / "report.md").read_text()
+    acc = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0}).Reload()
+    (grid,) = acc.Images("robustness/corruptions")
+    rows = -(-(1 + len(CORRUPTIONS)) // 6)  # 6 tiles a row, 28 px + 2 px padding
+    assert (grid.height, grid.width) == (2 + 30 * rows, 2 + 30 * 6)
 
 
 def test_sort_rows_sorts_like_torch() -> None:
@@ -163,7 +220,16 @@ def test_report_files_and_tensorboard_grid(evaluation) -> None:
     assert acc.Scalars("protocol/thresholds/article/correct")[0].value == pytest.approx(
         report["protocol"]["thresholds"]["article"]["correct"]
     )
-    assert set(report["timing_s"]) >= {"embed", "protocol", "gallery", "correction", "retrieval", "total"}
+    assert set(report["timing_s"]) >= {
+        "embed",
+        "protocol",
+        "gallery",
+        "verification",
+        "correction",
+        "retrieval",
+        "robustness",
+        "total",
+    }
 
 
 @pytest.fixture(scope="module")

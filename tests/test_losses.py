@@ -1,13 +1,18 @@
-"""The contrastive loss against hand-computed values, and its label convention."""
+"""The losses against their papers' formulas (Hadsell's contrastive loss by hand-computed values,
+SupCon and NT-Xent by per-anchor reference code), the label convention, the distance."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import compose_cfg
+from hydra.utils import instantiate
 
+from siamese_lit import PROJECT_ROOT
 from siamese_lit.data import DISSIMILAR, SIMILAR
+from siamese_lit.distances import Distance
 from siamese_lit.errors import ConfigError
-from siamese_lit.losses import ContrastiveLoss, contrastive_loss
+from siamese_lit.losses import ContrastiveLoss, ViewLoss, contrastive_loss
 
 
 def test_convention_similar_is_zero() -> None:
@@ -49,3 +54,117 @@ def test_module_uses_euclidean_distance_of_embeddings() -> None:
 def test_margin_must_be_positive() -> None:
     with pytest.raises(ConfigError, match="margin"):
         ContrastiveLoss(margin=0.0)
+
+
+# ---- ViewLoss: pytorch-metric-learning's terms against the papers' formulas ------------------------
+
+
+def _cosine_logits(z: torch.Tensor, temperature: float) -> torch.Tensor:
+    z = torch.nn.functional.normalize(z, dim=1)
+    return z @ z.T / temperature
+
+
+def supcon_reference(z: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Khosla et al. (2020), eq. 2 (L_out), one anchor at a time:
+    −1/|P(i)| Σ_{p∈P(i)} log( exp(z_i·z_p/τ) / Σ_{a≠i} exp(z_i·z_a/τ) ), averaged over anchors."""
+    s = _cosine_logits(z, temperature)
+    losses = []
+    for i in range(len(z)):
+        others = [a for a in range(len(z)) if a != i]
+        positives = [p for p in others if labels[p] == labels[i]]
+        log_den = torch.logsumexp(s[i, others], 0)
+        losses.append(-torch.stack([s[i, p] - log_den for p in positives]).mean())
+    return torch.stack(losses).mean()
+
+
+def ntxent_reference(z: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Chen et al. (2020), NT-Xent: z holds the B first views then the B second views; for each
+    view i and its partner j, −log( exp(sim(i, j)/τ) / Σ_{k≠i} exp(sim(i, k)/τ) ), averaged over 2B."""
+    s = _cosine_logits(z, temperature)
+    b = len(z) // 2
+    losses = []
+    for i in range(2 * b):
+        j = (i + b) % (2 * b)
+        others = [k for k in range(2 * b) if k != i]
+        losses.append(-(s[i, j] - torch.logsumexp(s[i, others], 0)))
+    return torch.stack(losses).mean()
+
+
+def _view_loss(config: str, *overrides: str) -> ViewLoss:
+    """The loss of conf/model/loss/<config>.yaml, composed by Hydra."""
+    cfg = compose_cfg(["+experiment=siamese", f"model/loss={config}", *overrides], PROJECT_ROOT / "unused")
+    return instantiate(cfg.model.loss)
+
+
+def test_supcon_term_is_the_papers_formula() -> None:
+    g = torch.Generator().manual_seed(0)
+    z, labels = torch.randn(16, 8, generator=g), torch.randint(0, 3, (8,), generator=g)
+    loss = _view_loss("supcon")
+    expected = supcon_reference(z, labels.repeat(2), temperature=0.1)
+    assert float(loss(z, labels)) == pytest.approx(float(expected), rel=1e-4)
+
+
+def test_ntxent_term_is_simclrs_formula() -> None:
+    g = torch.Generator().manual_seed(1)
+    z, labels = torch.randn(12, 8, generator=g), torch.randint(0, 10, (6,), generator=g)
+    loss = _view_loss("ntxent")
+    assert float(loss(z, labels)) == pytest.approx(float(ntxent_reference(z, 0.1)), rel=1e-4)
+
+
+def test_summed_terms_and_instance_weight() -> None:
+    g = torch.Generator().manual_seed(2)
+    z, labels = torch.randn(12, 8, generator=g), torch.randint(0, 3, (6,), generator=g)
+    both = float(_view_loss("supcon_ntxent", "model.loss.instance_weight=0.5")(z, labels))
+    expected = supcon_reference(z, labels.repeat(2), 0.1) + 0.5 * ntxent_reference(z, 0.1)
+    assert both == pytest.approx(float(expected), rel=1e-4)
+
+
+@pytest.mark.parametrize("config", ["multisimilarity", "triplet_mined"])
+def test_mined_losses_pull_views_of_a_digit_together(config: str) -> None:
+    """A few optimizer steps on free embeddings lower the loss and separate the digits."""
+    g = torch.Generator().manual_seed(3)
+    labels = torch.arange(4).repeat_interleave(4)
+    z = torch.randn(32, 8, generator=g, requires_grad=True)
+    loss_fn = _view_loss(config)
+    loss_fn.bind(Distance(normalize=True))
+    opt = torch.optim.SGD([z], lr=0.5)
+    first = float(loss_fn(z, labels).detach())
+    for _ in range(50):
+        opt.zero_grad()
+        loss_fn(z, labels).backward()
+        opt.step()
+    assert float(loss_fn(z, labels).detach()) < first
+    emb = Distance(normalize=True).prepare(z.detach())
+    d = torch.cdist(emb, emb)
+    same = labels.repeat(2)[:, None] == labels.repeat(2)[None, :]
+    assert d[same].mean() < d[~same].mean()
+
+
+def test_view_loss_needs_a_term_and_takes_the_models_distance() -> None:
+    with pytest.raises(ConfigError, match="supervised or an instance term"):
+        ViewLoss()
+    loss = _view_loss("supcon")
+    loss.bind(Distance(normalize=False))
+    assert type(loss.terms["supervised"].distance).__name__ == "LpDistance"
+    loss.bind(Distance(normalize=True))
+    assert type(loss.terms["supervised"].distance).__name__ == "CosineSimilarity"
+
+
+def test_cosine_distance_ranks_like_cosine_similarity() -> None:
+    g = torch.Generator().manual_seed(4)
+    q, r = torch.randn(5, 6, generator=g), torch.randn(20, 6, generator=g)
+    cosine = Distance(normalize=True)
+    d = cosine.matrix(cosine.prepare(q), cosine.prepare(r))
+    sim = torch.nn.functional.normalize(q, dim=1) @ torch.nn.functional.normalize(r, dim=1).T
+    assert torch.allclose(d.pow(2), 2 - 2 * sim, atol=1e-5)
+    assert torch.equal(d.argsort(1), (-sim).argsort(1))
+
+
+def test_pml_ntxent_gives_the_same_value_as_the_instance_term() -> None:
+    """The instance term is SupCon on image identities; pytorch-metric-learning's NTXentLoss agrees."""
+    from pytorch_metric_learning.losses import NTXentLoss
+
+    g = torch.Generator().manual_seed(5)
+    z, labels = torch.randn(12, 8, generator=g), torch.randint(0, 10, (6,), generator=g)
+    expected = NTXentLoss(temperature=0.1)(z, torch.arange(6).repeat(2))
+    assert float(_view_loss("ntxent")(z, labels)) == pytest.approx(float(expected), rel=1e-4)

@@ -131,18 +131,23 @@ def robust(
     sizes: Sequence[int] = (8, 20),
     blur_sigma: Sequence[float] = (0.1, 1.5),
     noise_std: float = 0.3,
+    erase: Sequence[float] = (0.04, 0.12),
     p: float = 0.4,
 ) -> nn.Sequential:
-    """Affine, resolution loss, Gaussian blur, stroke width and noise, each applied with probability p.
+    """Affine, resolution loss, Gaussian blur, stroke width, noise and erasing, each applied with
+    probability p.
 
-    Shear is left out on purpose: it stays a held-out corruption of the robustness suite. Noise comes
-    last, so it is not blurred away; the final clamp keeps the range of a real (clamped) image.
+    Shear is left out on purpose: it stays a held-out corruption of the robustness suite. Erasing
+    (Cutout, DeVries & Taylor 2017: a black rectangle of `erase` (min, max) of the image's area) is the
+    kind of damage of the suite's `occlusion`. Noise comes last, so it is not blurred away; the final
+    clamp keeps the range of a real (clamped) image.
     """
     return nn.Sequential(
         affine(degrees, translate, scale, p),
         RandomResolution(sizes, p),
         K.RandomGaussianBlur(9, tuple(blur_sigma), border_type="constant", p=p),
         RandomStrokeWidth(p),
+        K.RandomErasing(scale=tuple(erase), ratio=(0.5, 2.0), value=0.0, p=p),
         RandomNoise(noise_std, p),
         nn.Hardtanh(0.0, 1.0),
     )

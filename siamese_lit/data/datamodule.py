@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from siamese_lit.data.augment import build_augmentation
 from siamese_lit.data.loader import BatchLoader, seeded
 from siamese_lit.data.mnist import ensure_mnist, load_mnist
 from siamese_lit.errors import check
@@ -36,7 +35,9 @@ class MNISTDataModule(L.LightningDataModule):
         split_seed: seeds the train/val split and every fixed evaluation sample, independently of
             `seed`, so runs with different seeds are scored on the same images.
         mean, std: normalisation of pixel values in [0, 1].
-        augment: None, or {degrees, translate, scale} of a small random affine per training image.
+        augment: None, or the Hydra config of an augmentation policy (conf/data/augment/: none,
+            affine, robust), applied to each training image with parameters drawn per image on
+            the device (siamese_lit.data.augment).
     """
 
     def __init__(
@@ -54,7 +55,7 @@ class MNISTDataModule(L.LightningDataModule):
         split_seed: int = 0,
         mean: float = 0.1307,
         std: float = 0.3081,
-        augment: dict[str, Any] | None = None,
+        augment: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         check(batch_size >= 1, f"data.batch_size must be >= 1, got {batch_size}.")
@@ -74,7 +75,8 @@ class MNISTDataModule(L.LightningDataModule):
         self.classes = sorted({int(c) for c in classes}) if classes is not None else list(range(10))
         self.test_classes = sorted({int(c) for c in test_classes}) if test_classes else self.classes
         self.seed, self.split_seed = seed, split_seed
-        self.mean, self.std, self.augment = mean, std, augment
+        self.mean, self.std = mean, std
+        self.augment = build_augmentation(plain(augment))
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
 
     # ---- loading -------------------------------------------------------------------------------
@@ -154,32 +156,12 @@ class MNISTDataModule(L.LightningDataModule):
         """uint8 (..., 28, 28) -> float, normalised."""
         return (images.float() / 255.0 - self.mean) / self.std
 
+    def augmented(self, images: Tensor) -> Tensor:
+        """uint8 (B, 28, 28) -> the augmentation policy's draw for each image, normalised."""
+        x = self.augment(images.unsqueeze(1).float() / 255.0).squeeze(1)
+        return (x - self.mean) / self.std
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        training = self.trainer is not None and self.trainer.training
-        out = []
-        for t in batch:
-            if isinstance(t, Tensor) and t.dtype == torch.uint8:
-                t = self.normalize(t)
-                if training and self.augment:
-                    t = random_affine(t, **self.augment)
-            out.append(t)
-        return tuple(out)
-
-
-def random_affine(
-    images: Tensor, degrees: float = 10.0, translate: float = 0.1, scale: Sequence[float] = (0.9, 1.1)
-) -> Tensor:
-    """A small random rotation, shift and zoom of each image of a (B, H, W) batch, in one grid_sample."""
-    b = images.shape[0]
-    dev = images.device
-    angle = (torch.rand(b, device=dev) * 2 - 1) * math.radians(degrees)
-    zoom = torch.empty(b, device=dev).uniform_(float(scale[0]), float(scale[1]))
-    shift = (torch.rand(b, 2, device=dev) * 2 - 1) * 2 * translate  # grid units span 2
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack(
-        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
-    )
-    grid = F.affine_grid(theta, (b, 1, *images.shape[-2:]), align_corners=False)
-    background = images.amin(dim=(-2, -1), keepdim=True).unsqueeze(1)
-    out = F.grid_sample(images.unsqueeze(1) - background, grid, align_corners=False) + background
-    return out.squeeze(1)
+        training = self.trainer is not None and self.trainer.training and self.augment is not None
+        prepare = self.augmented if training else self.normalize
+        return tuple(prepare(t) if isinstance(t, Tensor) and t.dtype == torch.uint8 else t for t in batch)

@@ -9,6 +9,7 @@ images) and **y = 1 for a dissimilar pair** (two different digits). Distance is 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -93,12 +94,14 @@ class PairDataModule(MNISTDataModule):
     """Balanced pairs (or triplets) of MNIST images, fresh each epoch, and fixed evaluation sets.
 
     Training batches are `(x1, x2, y)` (mode "pairs") or `(anchor, positive, negative)` (mode
-    "triplets"), sampled anew each epoch from a generator seeded by (seed, epoch). Evaluation
+    "triplets"), sampled anew each epoch from a generator seeded by (seed, epoch), or (mode "views")
+    `(view1, view2, labels)`: every training image once per epoch, augmented twice (two independent
+    draws of `augment`, on the device) for SupCon / NT-Xent (siamese_lit.losses.ViewLoss). Evaluation
     embeds each image once: its loaders yield the images of the split, then a gallery of labelled
     training images; `eval_pairs(stage)` are the fixed index pairs scored on those embeddings.
 
     Args (beyond MNISTDataModule's):
-        mode: "pairs" (contrastive loss) or "triplets" (triplet loss).
+        mode: "pairs" (contrastive loss), "triplets" (triplet loss) or "views" (ViewLoss).
         similar_fraction: share of similar pairs in training and evaluation, in (0, 1).
         pairs_per_epoch: training pairs per epoch (None = one per training image).
         eval_pairs: fixed pairs drawn from the val and from the test images.
@@ -116,7 +119,15 @@ class PairDataModule(MNISTDataModule):
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
-        check(mode in ("pairs", "triplets"), f"data.mode must be 'pairs' or 'triplets', got {mode!r}.")
+        check(
+            mode in ("pairs", "triplets", "views"),
+            f"data.mode must be 'pairs', 'triplets' or 'views', got {mode!r}.",
+        )
+        check(
+            mode != "views" or self.augment is not None,
+            "data.mode=views trains on two augmented views of each image: choose an augmentation "
+            "(data/augment=robust or data/augment=affine).",
+        )
         check(
             0 < similar_fraction < 1,
             f"data.similar_fraction must be in (0, 1) exclusive, got {similar_fraction}.",
@@ -161,6 +172,8 @@ class PairDataModule(MNISTDataModule):
         return self.fixed[f"{split}_triplets"] if self.mode == "triplets" else self.fixed[split]
 
     def train_dataloader(self) -> BatchLoader:
+        if self.mode == "views":
+            return super().train_dataloader()
         x, y = self.splits["train"]
         n = self.pairs_per_epoch or len(y)
 
@@ -185,6 +198,12 @@ class PairDataModule(MNISTDataModule):
         return BatchLoader(
             rows, take, n, self.batch_size, even_shards=True, drop_last=True, context=self._context
         )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.mode == "views" and self.trainer is not None and self.trainer.training:
+            images, labels = batch
+            return self.augmented(images), self.augmented(images), labels
+        return super().on_after_batch_transfer(batch, dataloader_idx)
 
     def val_dataloader(self) -> list[BatchLoader]:
         return [self.image_loader("val"), self.image_loader("val_gallery")]

@@ -169,7 +169,7 @@ CORRUPTIONS: dict[str, Corruption] = {
         Corruption("gaussian_noise", _gaussian_noise, "Gaussian noise, std 0.3 of the range", True),
         Corruption("impulse_noise", _impulse_noise, "salt and pepper on 10% of the pixels", False),
         Corruption("stripes", _stripes, "3 white horizontal or vertical lines", False),
-        Corruption("occlusion", _occlusion, "black 8x8 patch over the ink", False),
+        Corruption("occlusion", _occlusion, "black 8x8 patch over the ink", True),
         Corruption("contrast", _contrast, "contrast reduced to 0.3 about the mean", False),
         Corruption("brightness", _brightness, "background raised by 0.4", False),
     ]

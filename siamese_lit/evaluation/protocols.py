@@ -192,7 +192,9 @@ def article_cases(labels: Tensor, pred: Tensor, siamese: Tensor, combined: Tenso
 
 
 def retrieval(embeddings: Tensor, labels: Tensor, ks: list[int], chunk: int = 1000) -> dict[str, float]:
-    """precision@k for each k and mAP, every image querying all the others (relevant: same label).
+    """precision@k for each k, mAP, and the metric-learning figures of Musgrave et al. (2020):
+    R-precision and MAP@R (R: the number of other images of the query's digit), every image
+    querying all the others (relevant: same label).
 
     Batched by hand: torchmetrics' RetrievalMAP groups a flat (query, document) list with a Python
     loop per query, far slower for 10k x 10k pairs (tests check both agree on some queries). The
@@ -203,8 +205,10 @@ def retrieval(embeddings: Tensor, labels: Tensor, ks: list[int], chunk: int = 10
     n = len(labels)
     ks = [min(k, n - 1) for k in ks]
     precision = torch.zeros(len(ks), dtype=torch.float64, device=embeddings.device)
-    ap_sum = torch.zeros((), dtype=torch.float64, device=embeddings.device)
+    sums = torch.zeros(3, dtype=torch.float64, device=embeddings.device)  # AP, R-precision, MAP@R
     ranks = torch.arange(1, n, device=embeddings.device, dtype=torch.float32)
+    _, digit, counts = labels.unique(return_inverse=True, return_counts=True)
+    relevant = counts[digit] - 1  # R of each query
     for start in range(0, n, chunk):
         rows = torch.arange(start, min(start + chunk, n), device=embeddings.device)
         d = torch.cdist(embeddings[rows], embeddings).abs()  # abs: no -0.0, whose bits sort first
@@ -214,10 +218,14 @@ def retrieval(embeddings: Tensor, labels: Tensor, ks: list[int], chunk: int = 10
         ranked = (sort_rows(key)[:, :-1] & 1).float()  # (Q, n - 1) relevance in rank order
         for i, k in enumerate(ks):
             precision[i] += ranked[:, :k].mean(1).sum()
-        ap = (ranked.cumsum(1) / ranks * ranked).sum(1) / ranked.sum(1).clamp_min(1)
-        ap_sum += ap.sum()
+        hit_precision = ranked.cumsum(1) / ranks * ranked  # P(i) at each relevant rank i
+        r = relevant[rows].clamp_min(1).float()
+        within_r = ranks[None, :] <= r[:, None]
+        sums[0] += (hit_precision.sum(1) / ranked.sum(1).clamp_min(1)).sum()
+        sums[1] += ((ranked * within_r).sum(1) / r).sum()
+        sums[2] += ((hit_precision * within_r).sum(1) / r).sum()
     out = {f"precision@{k}": float(p / n) for k, p in zip(ks, precision, strict=True)}
-    out["mAP"] = float(ap_sum / n)
+    out |= {name: float(v / n) for name, v in zip(("mAP", "r_precision", "map_at_r"), sums, strict=True)}
     return out
 
 

@@ -80,6 +80,7 @@ def to_markdown(report: Mapping[str, Any]) -> str:
             ],
         ),
     ]
+    md += _verification_md(report["verification"])
     if "correction" in report:
         md += _correction_md(report["correction"])
     ret = report["retrieval"]
@@ -91,6 +92,10 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         "",
         f"Image grids of the {ret['neighbours']} nearest images of test images {ret['queries']} are in "
         "TensorBoard (IMAGES tab, `retrieval/nearest`; a red tint marks a neighbour of another digit).",
+    ]
+    if "robustness" in report:
+        md += _robustness_md(report["robustness"])
+    md += [
         "",
         "## Time (s)",
         "",
@@ -111,6 +116,48 @@ def _calibration_md(cal: Mapping[str, Any]) -> str:
         f"validation pairs (pair accuracy {_pct(cal['pair_acc'])}, AUROC {cal['auroc']:.4f}, "
         f"EER {_pct(cal['eer'])})."
     )
+
+
+def _verification_md(v: Mapping[str, Any]) -> list[str]:
+    figures = ["auroc", "eer", "pair_acc", "oneshot_acc", "p_at_1", "r_precision", "map_at_r"]
+    shown = [f for f in figures if f in v]
+    return [
+        "",
+        f"## Verification on {v['test_pairs']} fixed test pairs, one-shot over the test digits",
+        "",
+        "pair_acc at the calibrated threshold; oneshot_acc: N-way one-shot (one reference per digit, "
+        "seeded episodes); p_at_1, r_precision, map_at_r: every test image querying the others "
+        "(Musgrave et al. 2020).",
+        "",
+        *_table(shown, [[f"{v[f]:.4f}" for f in shown]]),
+    ]
+
+
+def _robustness_md(r: Mapping[str, Any]) -> list[str]:
+    figures = list(r["corruptions"]["clean"])
+    rows = [
+        [
+            name,
+            "–" if name == "clean" else ("trained" if r["kinds"][name]["trained"] else "held out"),
+            *(_pct(row[f]) for f in figures),
+        ]
+        for name, row in r["corruptions"].items()
+    ]
+    rows += [
+        [f"**mean, {group.replace('_', ' ')}**", "", *(_pct(m[f]) for f in figures)]
+        for group, m in r["means"].items()
+    ]
+    rows += [["**worst**", "", *(f"{_pct(w['value'])} ({w['corruption']})" for w in r["worst"].values())]]
+    return [
+        "",
+        f"## Robustness: the test images under each corruption (seed {r['seed']})",
+        "",
+        "Classified against the clean gallery. `trained`: the `robust` training augmentation applies that "
+        "kind of damage too; `held out`: it never does. One digit under every corruption is in "
+        "TensorBoard (IMAGES tab, `robustness/corruptions`).",
+        "",
+        *_table(["corruption", "kind", *figures], rows),
+    ]
 
 
 def _correction_md(c: Mapping[str, Any]) -> list[str]:
@@ -195,8 +242,8 @@ def retrieval_grid(images: Tensor, labels: Tensor, queries: Tensor, found: Tenso
     return make_grid(tiles, nrow=idx.shape[1], padding=2, pad_value=0.5)
 
 
-def write_report(output_dir: Path, report: Mapping[str, Any], grid: Tensor) -> None:
-    """report.json, report.md and the TensorBoard logs (scalars, the retrieval grid, report.md as text)."""
+def write_report(output_dir: Path, report: Mapping[str, Any], images: Mapping[str, Tensor]) -> None:
+    """report.json, report.md and the TensorBoard logs: scalars, the image grids (by tag), report.md."""
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     markdown = to_markdown(report)
@@ -205,6 +252,7 @@ def write_report(output_dir: Path, report: Mapping[str, Any], grid: Tensor) -> N
         save_dir=str(output_dir / "tensorboard"), name=None, version="", default_hp_metric=False
     )
     logger.log_metrics(dict(scalars({k: v for k, v in report.items() if k != "timing_s"})), step=0)
-    logger.experiment.add_image("retrieval/nearest", grid.cpu(), 0)
+    for tag, image in images.items():
+        logger.experiment.add_image(tag, image.cpu(), 0)
     logger.experiment.add_text("report", markdown, 0)
     logger.finalize("success")

@@ -12,14 +12,11 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from siamese_lit.data.pairs import DISSIMILAR, SIMILAR
+from siamese_lit.distances import Distance
 from siamese_lit.errors import ConfigError, check
-from siamese_lit.evaluation.metrics import (
-    EmbeddingCollector,
-    knn_predict,
-    oneshot_accuracy,
-    pair_distances,
-    verification,
-)
+from siamese_lit.evaluation.metrics import EmbeddingCollector
+from siamese_lit.evaluation.scoring import score_embeddings
+from siamese_lit.losses import ViewLoss
 from siamese_lit.models.base import LitBase, Spec, build
 from siamese_lit.utils import plain
 
@@ -37,22 +34,36 @@ class Evaluation:
     threshold: float
 
 
+#: The training batches each kind of loss takes (data.mode).
+MODES = {"pairs": "ContrastiveLoss", "triplets": "TripletMarginLoss", "views": "ViewLoss"}
+
+
 class LitSiamese(LitBase):
-    """Siamese network trained with the contrastive loss (pairs) or the triplet loss (triplets).
+    """Siamese network trained with the contrastive loss (pairs), the triplet loss (triplets) or a
+    loss on two augmented views of each image (views: SupCon, NT-Xent, ... see losses.ViewLoss).
 
     Evaluation embeds every image of the split once, plus a gallery of labelled training images,
-    then scores the data module's fixed pairs: `auroc`, `eer`, `pair_acc` (at the threshold chosen
-    on validation, kept in the `threshold` buffer and applied unchanged on test), `d_similar`,
-    `d_dissimilar`, `knn_acc` (k nearest gallery embeddings) and `oneshot_acc`. Label convention:
-    y = 0 similar, y = 1 dissimilar (siamese_lit.data.pairs).
+    and scores them with `score_embeddings` (siamese_lit.evaluation.scoring): on the data module's
+    fixed pairs `auroc`, `eer`, `pair_acc` (at the threshold chosen on validation, kept in the
+    `threshold` buffer and applied unchanged on test), `d_similar`, `d_dissimilar`; against the
+    gallery `knn_acc` and `prototype_acc`; on test also `oneshot_acc` and the retrieval figures
+    `p_at_1`, `r_precision`, `map_at_r`. Label convention: y = 0 similar, y = 1 dissimilar
+    (siamese_lit.data.pairs).
 
     Args:
         net: the shared encoder (its `out_dim` is the embedding size) or its Hydra config.
-        loss: ContrastiveLoss or torch.nn.TripletMarginLoss, or its Hydra config.
+        loss: ContrastiveLoss, torch.nn.TripletMarginLoss or ViewLoss, or its Hydra config.
         optimizer, scheduler: as in LitBase.
+        distance: the distance of the embeddings (siamese_lit.distances; None: Euclidean), used by
+            the loss, every figure, evaluate and compare.
+        projection: views only, optional: a head (e.g. an MLPEncoder config) that maps the
+            embedding to what the loss sees during training, as SimCLR's projection head g(h); the
+            embedding h before it is what is evaluated and used (Chen et al. 2020: h transfers
+            better than g(h), which the loss makes invariant to what it is told to ignore).
         embedding_dim: the embedding size, checked against the encoder's `out_dim`.
         knn_k: neighbours voting in `knn_acc`.
         oneshot_episodes: seeded episodes averaged in `oneshot_acc` (test only).
+        test_retrieval: compute the retrieval figures on test (every test image queries the others).
     """
 
     def __init__(
@@ -61,33 +72,57 @@ class LitSiamese(LitBase):
         loss: Spec,
         optimizer: Mapping[str, Any],
         scheduler: Mapping[str, Any] | None = None,
+        distance: Spec = None,
+        projection: Spec = None,
         embedding_dim: int | None = None,
         knn_k: int = 5,
         oneshot_episodes: int = 100,
+        test_retrieval: bool = True,
     ) -> None:
         super().__init__()
         net, loss, optimizer, scheduler = plain(net), plain(loss), plain(optimizer), plain(scheduler)
+        distance, projection = plain(distance), plain(projection)
         check(
             embedding_dim is None or embedding_dim >= 1,
             f"model.embedding_dim must be >= 1, got {embedding_dim}.",
         )
         check(knn_k >= 1, f"model.knn_k must be >= 1, got {knn_k}.")
         check(oneshot_episodes >= 1, f"model.oneshot_episodes must be >= 1, got {oneshot_episodes}.")
-        ignore = [k for k, v in (("net", net), ("loss", loss)) if isinstance(v, nn.Module)]
+        modules = (("net", net), ("loss", loss), ("distance", distance), ("projection", projection))
+        ignore = [k for k, v in modules if isinstance(v, nn.Module)]
         self.save_hyperparameters(logger=False, ignore=ignore or None)
         # checked before building: torch's TripletMarginLoss would raise its own ValueError (a traceback)
         margin = loss.get("margin", 1.0) if isinstance(loss, Mapping) else getattr(loss, "margin", 1.0)
         check(margin > 0, f"model.loss.margin must be > 0, got {margin}.")
         self.net = build(net)
+        self.distance: Distance = build(distance) or Distance()
         self.loss_fn = build(loss)
+        if isinstance(self.loss_fn, ViewLoss):
+            self.loss_fn.bind(self.distance)
+        self.projection = build(projection)
+        check(
+            self.projection is None or isinstance(self.loss_fn, ViewLoss),
+            "model.projection is a head for the views losses (model/loss=supcon, ntxent, ...): "
+            "set model.projection=null for the pair and triplet losses.",
+        )
         out_dim = getattr(self.net, "out_dim", embedding_dim)
         check(
             embedding_dim is None or out_dim == embedding_dim,
             f"model.embedding_dim={embedding_dim} but the encoder outputs {out_dim}: "
             "set model.net.out_dim too.",
         )
-        self.triplet = isinstance(self.loss_fn, nn.TripletMarginLoss)
-        self.train_metrics.update({name: MeanMetric() for name in ("d_similar", "d_dissimilar")})
+        self.mode = (
+            "views"
+            if isinstance(self.loss_fn, ViewLoss)
+            else "triplets"
+            if isinstance(self.loss_fn, nn.TripletMarginLoss)
+            else "pairs"
+        )
+        self.triplet = self.mode == "triplets"
+        # epoch means of the distances between the two images of similar and of dissimilar pairs
+        # (views: between the two views of each image)
+        distances = ("d_similar",) if self.mode == "views" else ("d_similar", "d_dissimilar")
+        self.train_metrics.update({name: MeanMetric() for name in distances})
         # the pair-accuracy threshold chosen on validation; saved with the checkpoint
         self.register_buffer("threshold", torch.tensor(float("nan")))
         self.collectors = nn.ModuleDict({name: EmbeddingCollector() for name in ("images", "gallery")})
@@ -95,8 +130,9 @@ class LitSiamese(LitBase):
 
     def forward(self, x: Tensor) -> Tensor:
         """Embeddings of a batch of normalised images, in float32 also under mixed precision (the
-        distances, thresholds and neighbours computed from them need more than bfloat16's 8 bits)."""
-        return self.net(x).float()
+        distances, thresholds and neighbours computed from them need more than bfloat16's 8 bits),
+        as the distance measures them (unit vectors under the cosine distance)."""
+        return self.distance.prepare(self.net(x).float())
 
     @torch.no_grad()
     def embed(self, images: Tensor, batch_size: int = 2048) -> Tensor:
@@ -106,10 +142,10 @@ class LitSiamese(LitBase):
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
         mode = getattr(dm, "mode", None)
-        if mode is not None and (mode == "triplets") != self.triplet:
+        if mode is not None and mode != self.mode:
             raise ConfigError(
-                f"model.loss is {type(self.loss_fn).__name__} but data.mode is {mode!r}: use data.mode="
-                f"{'triplets' if self.triplet else 'pairs'} (or +experiment=siamese_triplet)."
+                f"model.loss is {type(self.loss_fn).__name__} but data.mode is {mode!r} (batches for "
+                f"{MODES[mode]}): use data.mode={self.mode}, or a loss for {mode}."
             )
 
     def _loss(self, embeddings: tuple[Tensor, ...], target: Tensor | None = None) -> Tensor:
@@ -118,6 +154,14 @@ class LitSiamese(LitBase):
         return self.loss_fn(embeddings[0], embeddings[1], target)
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        if self.mode == "views":
+            first, second, labels = batch
+            features = self.net(torch.cat([first, second])).float()
+            z = features if self.projection is None else self.projection(features).float()
+            loss = self.loss_fn(self.distance.prepare(z), labels)
+            d_views = F.pairwise_distance(*self.distance.prepare(features.detach()).chunk(2))
+            self.log_train(loss, d_similar=d_views)
+            return loss
         images = batch[:3] if self.triplet else batch[:2]
         emb = self(torch.cat(images)).chunk(len(images))  # one forward through the shared encoder
         target = None if self.triplet else batch[2]
@@ -166,24 +210,31 @@ class LitSiamese(LitBase):
         if keep.sum() < 2 or y[keep].unique().numel() < 2:
             return
         a, b, y = a[keep], b[keep], y[keep]
-        distance = pair_distances(table, a, b)
         threshold = None if stage == "val" else float(self.threshold)
         if threshold is not None and threshold != threshold:  # NaN: no validation ran
             threshold = None
-        metrics = verification(distance, y, threshold)
+        test = stage == "test"
+        rows = (torch.searchsorted(idx, a), torch.searchsorted(idx, b))  # the pairs' rows of `emb`
+        metrics = score_embeddings(
+            emb,
+            labels,
+            pairs=(*rows, y),
+            threshold=threshold,
+            gallery=(g_emb, g_labels),
+            knn_k=self.hparams.knn_k,
+            oneshot_episodes=self.hparams.oneshot_episodes if test else 0,
+            with_retrieval=test and self.hparams.test_retrieval,
+        )
+        distance = self.distance.pairwise(emb[rows[0]], emb[rows[1]])
         if stage == "val":
             self.threshold.fill_(metrics["threshold"])
         self.last_eval = Evaluation(stage, emb, labels, (a, b), y, distance, metrics["threshold"])
-        tuples = [t.to(emb.device) for t in dm.eval_tuples(stage)]
-        images = tuples[:3] if self.triplet else tuples[:2]
-        ok = torch.stack([present[t] for t in images]).all(0)
-        target = None if self.triplet else tuples[2][ok]
-        metrics["loss"] = float(self._loss(tuple(table[t[ok]] for t in images), target))
-        if len(g_emb):
-            pred = knn_predict(emb, g_emb, g_labels, self.hparams.knn_k)
-            metrics["knn_acc"] = float((pred == labels).float().mean())
-        if stage == "test" and labels.unique().numel() >= 2:
-            metrics["oneshot_acc"] = oneshot_accuracy(emb, labels, self.hparams.oneshot_episodes, seed=0)
+        if self.mode != "views":  # the views loss needs two augmented views: no fixed evaluation set
+            tuples = [t.to(emb.device) for t in dm.eval_tuples(stage)]
+            images = tuples[:3] if self.triplet else tuples[:2]
+            ok = torch.stack([present[t] for t in images]).all(0)
+            target = None if self.triplet else tuples[2][ok]
+            metrics["loss"] = float(self._loss(tuple(table[t[ok]] for t in images), target))
         shown = ("auroc", "knn_acc")
         for prog_bar in (False, True):
             logged = {f"{stage}/{k}": v for k, v in metrics.items() if (k in shown) == prog_bar}

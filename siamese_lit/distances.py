@@ -1,0 +1,51 @@
+"""The one distance a Siamese model is trained and judged with, chosen in config (`model/distance`).
+
+Every figure of the project (pair distances and thresholds, k-NN, prototypes, one-shot, retrieval)
+is the Euclidean distance of embeddings as `LitSiamese` outputs them. `normalize: true` (the
+`cosine` config) makes those embeddings unit vectors, on which the Euclidean distance is a monotone
+function of the cosine similarity (‖a − b‖² = 2 − 2·cos(a, b)): every ranking, nearest neighbour and
+AUROC is then the cosine one, and thresholds stay distances in [0, 2]. The losses read the same
+object: Hadsell's contrastive loss measures the Euclidean distance of the embeddings it is given,
+and the pytorch-metric-learning losses get `pml()`, the matching distance object of that library
+(pytorch-metric-learning builds every loss on such an object the same way).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pytorch_metric_learning import distances as pml_distances
+from torch import Tensor, nn
+
+
+class Distance(nn.Module):
+    """Euclidean distance between embeddings, on unit-normalised embeddings when `normalize`.
+
+    Args:
+        normalize: project the embeddings onto the unit sphere (cosine geometry).
+    """
+
+    def __init__(self, normalize: bool = False) -> None:
+        super().__init__()
+        self.normalize = normalize
+
+    def prepare(self, embeddings: Tensor) -> Tensor:
+        """The embeddings the distances are measured on: unit vectors when `normalize`."""
+        return F.normalize(embeddings, dim=-1) if self.normalize else embeddings
+
+    def pairwise(self, a: Tensor, b: Tensor) -> Tensor:
+        """(N,): the distance of each row of `a` to the same row of `b` (prepared embeddings)."""
+        return F.pairwise_distance(a, b)
+
+    def matrix(self, queries: Tensor, references: Tensor) -> Tensor:
+        """(Q, R): the distance of every query to every reference (prepared embeddings)."""
+        return torch.cdist(queries, references)
+
+    def pml(self) -> pml_distances.BaseDistance:
+        """The pytorch-metric-learning distance of the same geometry, for its losses and miners."""
+        if self.normalize:
+            return pml_distances.CosineSimilarity()
+        return pml_distances.LpDistance(normalize_embeddings=False, p=2, power=1)
+
+    def extra_repr(self) -> str:
+        return f"normalize={self.normalize}"
