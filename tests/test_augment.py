@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import kornia.augmentation as K
+import kornia.filters as KF
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,6 +14,7 @@ from torch import Tensor, nn
 
 from siamese_lit import PROJECT_ROOT
 from siamese_lit.data.augment import (
+    RandomBlur,
     RandomNoise,
     RandomResolution,
     RandomStrokeWidth,
@@ -32,6 +34,7 @@ MODULES = {
     "resolution": lambda: RandomResolution((8, 20), p=1.0),
     "stroke": lambda: RandomStrokeWidth(p=1.0),
     "noise": lambda: RandomNoise(0.3, p=1.0),
+    "blur": lambda: RandomBlur((0.1, 1.5), p=1.0),
     "affine": affine,
     "robust": robust,
 }
@@ -88,6 +91,13 @@ def test_stroke_width_thickens_and_thins(digits: Tensor) -> None:
     torch.manual_seed(0)
     kept = ink(RandomStrokeWidth(p=0.5)(digits)) == ink(digits)
     assert 0.35 < kept.float().mean() < 0.65
+
+
+def test_blur_is_a_gaussian_blur_with_black_border(digits: Tensor) -> None:
+    """kornia's Gaussian blur (zero padding) as the oracle, for one std and for the images left alone."""
+    expected = KF.gaussian_blur2d(digits, 9, (1.5, 1.5), border_type="constant")
+    assert torch.allclose(RandomBlur((1.5, 1.5), p=1.0)(digits), expected, atol=1e-5)
+    assert torch.allclose(RandomBlur((0.1, 1.5), p=0.0)(digits), digits, atol=1e-6)
 
 
 def test_noise_level_is_drawn_per_image(digits: Tensor) -> None:
