@@ -14,7 +14,6 @@ from typing import Any
 
 import hydra
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torchvision.utils import save_image
@@ -70,7 +69,7 @@ def compare(cfg: DictConfig) -> dict[str, Any]:
     model = load_model(cfg.ckpt_path, "Siamese", device)
     normalize = instantiate(cfg.data).normalize  # the training normalisation (data.mean, data.std)
     emb = model.embed(normalize(digits.to(device)))
-    distance = float(F.pairwise_distance(emb[:1], emb[1:]))
+    distance = float(model.distance.pairwise(emb[:1], emb[1:]))  # the distance it was trained with
     threshold, source = _threshold(cfg, float(model.threshold))
     same = distance <= threshold
     out_dir = Path(cfg.paths.output_dir)

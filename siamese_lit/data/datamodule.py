@@ -105,6 +105,8 @@ class MNISTDataModule(L.LightningDataModule):
         }
         device = self.device
         self.splits = {k: (xs.to(device), ys.to(device)) for k, (xs, ys) in splits.items()}
+        if self.augment is not None:  # kornia draws its parameters where its module lives
+            self.augment.to(device)
 
     def _subset(
         self, x: Tensor, y: Tensor, classes: list[int], size: int | None, salt: int
