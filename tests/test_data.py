@@ -10,7 +10,7 @@ import torch
 
 from siamese_lit.data import DISSIMILAR, SIMILAR, MNISTDataModule, PairDataModule, PairSampler
 from siamese_lit.data.mnist import DATA_DIR_VARIABLE, MNIST_FILES
-from siamese_lit.errors import DataError
+from siamese_lit.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +120,32 @@ def test_augmentation_changes_training_batches_only(data_dir: Path) -> None:
         (augmented - plain.min()).flatten(1), (plain - plain.min()).flatten(1)
     )
     assert similarity.mean() > 0.5 and similarity.min() > 0.1
+
+
+def test_views_mode_gives_two_different_views_of_the_same_images(data_dir: Path) -> None:
+    robust = {"_target_": "siamese_lit.data.augment.robust"}
+    dm = PairDataModule(str(data_dir), download=False, mode="views", augment=robust, batch_size=16)
+    dm.setup()
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.dtype == torch.uint8 and x.shape == (16, 28, 28)
+
+    class _T:  # stands in for the Trainer's training flag
+        training = True
+
+    dm.trainer = _T()  # type: ignore[assignment]
+    torch.manual_seed(0)
+    first, second, labels = dm.on_after_batch_transfer((x, y), 0)
+    dm.trainer = None
+    assert torch.equal(labels, y) and first.shape == second.shape == (16, 28, 28)
+    assert not torch.allclose(first, second)  # two independent draws
+    # a view stays, on average, closer to its own image than to the other images of the batch
+    d = torch.cdist(first.flatten(1), dm.normalize(x).flatten(1))
+    assert d.diagonal().mean() < d[~torch.eye(16, dtype=torch.bool)].mean()
+
+
+def test_views_mode_needs_an_augmentation(data_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="data.mode=views trains on two augmented views"):
+        PairDataModule(str(data_dir), download=False, mode="views")
 
 
 # ---- pairs ---------------------------------------------------------------------------------------
