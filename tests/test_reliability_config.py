@@ -34,7 +34,11 @@ BAD_CONFIGS = [
     (["+experiment=siamese", "data.classes=[1,12]"], "data.classes must list at least 2 distinct digits"),
     (["+experiment=siamese_unseen", "data.test_classes=[7]"], "data.test_classes must list at least 2"),
     (["+experiment=siamese", "data.batch_size=1"], "data.batch_size must be >= 2 for pairs"),
-    (["+experiment=siamese", "data.mode=quads"], "data.mode must be 'pairs' or 'triplets'"),
+    (["+experiment=siamese", "data.mode=quads"], "data.mode must be 'pairs', 'triplets' or 'views'"),
+    (["+experiment=siamese", "data.mode=views"], "data.mode=views trains on two augmented views"),
+    (["+experiment=siamese", "data.mode=views", "data/augment=robust"], "which trains on pairs"),
+    (["+experiment=siamese_robust", "data.mode=pairs"], "which trains on views"),
+    (["+experiment=siamese", "model.projection={_target_:torch.nn.Identity}"], "model.projection is a head"),
     # caught when the optimizer is configured, after loading the data but before the first step
     (["+experiment=classifier", "trainer.max_epochs=-1"], "OneCycleLR needs the run's length"),
 ]

@@ -34,8 +34,8 @@ class Evaluation:
     threshold: float
 
 
-#: The training batches each kind of loss takes (data.mode).
-MODES = {"pairs": "ContrastiveLoss", "triplets": "TripletMarginLoss", "views": "ViewLoss"}
+#: The training batches (data.mode) of the losses that do not take pairs.
+MODES: dict[str, type[nn.Module]] = {"triplets": nn.TripletMarginLoss, "views": ViewLoss}
 
 
 class LitSiamese(LitBase):
@@ -111,13 +111,9 @@ class LitSiamese(LitBase):
             f"model.embedding_dim={embedding_dim} but the encoder outputs {out_dim}: "
             "set model.net.out_dim too.",
         )
-        self.mode = (
-            "views"
-            if isinstance(self.loss_fn, ViewLoss)
-            else "triplets"
-            if isinstance(self.loss_fn, nn.TripletMarginLoss)
-            else "pairs"
-        )
+        self.mode = next(
+            (mode for mode, kind in MODES.items() if isinstance(self.loss_fn, kind)), "pairs"
+        )  # the batches the loss takes (data.mode): any other loss is taken as a pair loss
         self.triplet = self.mode == "triplets"
         # epoch means of the distances between the two images of similar and of dissimilar pairs
         # (views: between the two views of each image)
@@ -144,8 +140,8 @@ class LitSiamese(LitBase):
         mode = getattr(dm, "mode", None)
         if mode is not None and mode != self.mode:
             raise ConfigError(
-                f"model.loss is {type(self.loss_fn).__name__} but data.mode is {mode!r} (batches for "
-                f"{MODES[mode]}): use data.mode={self.mode}, or a loss for {mode}."
+                f"model.loss is {type(self.loss_fn).__name__}, which trains on {self.mode}, but data.mode "
+                f"is {mode!r}: use data.mode={self.mode}, or a loss for {mode} (conf/model/loss/)."
             )
 
     def _loss(self, embeddings: tuple[Tensor, ...], target: Tensor | None = None) -> Tensor:
