@@ -79,7 +79,7 @@ class LitSiamese(LitBase):
         margin = loss.get("margin", 1.0) if isinstance(loss, Mapping) else getattr(loss, "margin", 1.0)
         check(margin > 0, f"model.loss.margin must be > 0, got {margin}.")
         self.net = build(net)
-        self.loss_fn = build(loss)
+        self.loss_fn = build(loss, "model.loss")
         out_dim = getattr(self.net, "out_dim", embedding_dim)
         check(
             embedding_dim is None or out_dim == embedding_dim,
