@@ -30,8 +30,8 @@ from siamese_lit import PROJECT_ROOT
 from siamese_lit.allocator import keep_freed_memory
 from siamese_lit.data.mnist import load_mnist
 from siamese_lit.data.pairs import PairSampler
+from siamese_lit.files import write_atomic, write_json
 from siamese_lit.precision import forward_context
-from siamese_lit.utils import write_json
 
 ARTICLE_BATCH = 50
 SCRATCH = PROJECT_ROOT / "outputs" / "bench" / "scratch"
@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> None:
         result = run(mode, args.out)
     stem = args.out / f"bench-{mode.name}-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
     write_json(stem.with_suffix(".json"), result)
-    stem.with_suffix(".md").write_text(to_markdown(result))
+    write_atomic(stem.with_suffix(".md"), to_markdown(result))
     print(json.dumps(result, indent=2))
 
 
