@@ -15,9 +15,11 @@ import inspect
 import pickle
 import re
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
 
 from siamese_lit.errors import CheckpointError, find_user_error
 from siamese_lit.models import LitClassifier, LitSiamese
@@ -30,7 +32,8 @@ KINDS: dict[str, tuple[type[LitBase], str]] = {
     "classifier": (LitClassifier, "+experiment=classifier (or rnn_/bilstm_classifier)"),
 }
 
-M = TypeVar("M", bound=LitBase)
+#: The data settings evaluate and compare take from the checkpoint unless given on the command line.
+SAVED_DATA_KEYS = ("classes", "test_classes", "mean", "std")
 
 
 def _fits(cls: type[LitBase], hparams: dict[str, Any]) -> bool:
@@ -110,29 +113,73 @@ def check_weights(model: torch.nn.Module, state_dict: dict[str, Any], where: str
 
 
 def check_finite(model: torch.nn.Module, where: str) -> None:
-    """CheckpointError naming the first parameter with a NaN or infinite value: such a model scores
-    every input as NaN, which would read as a verdict."""
-    for name, param in model.named_parameters():
-        if not bool(torch.isfinite(param).all()):
+    """CheckpointError naming the first parameter or buffer with a NaN or infinite value: such a model
+    scores every input as NaN, which would read as a verdict. A NaN `threshold` is allowed: it means
+    "never validated" (LitSiamese)."""
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        allowed = torch.isnan(tensor) if name == "threshold" else torch.zeros_like(tensor, dtype=torch.bool)
+        if not bool((torch.isfinite(tensor) | allowed).all()):
             raise CheckpointError(
-                f"{where}: parameter {name} holds NaN or infinite values (a diverged run?): use an "
-                "earlier checkpoint of that run."
+                f"{where}: {name} holds NaN or infinite values (a diverged run?): use an earlier "
+                "checkpoint of that run."
             )
 
 
-def load_model(
-    path: str | Path | None, kind: str, device: torch.device | str = "cpu", what: str = "ckpt_path"
-) -> Any:
-    """The `kind` model ("Siamese" or "classifier", see KINDS) of a checkpoint, in eval mode on `device`."""
-    cls, experiment = KINDS[kind]
-    ckpt = read_checkpoint(path, what)
-    found = checkpoint_kind(ckpt["hyper_parameters"])
+def check_outputs(outputs: torch.Tensor, what: str, path: Any) -> torch.Tensor:
+    """`outputs` (embeddings, logits) when all finite; CheckpointError otherwise: a NaN distance
+    compares as "not the same", so it would be printed as a verdict."""
+    if not bool(torch.isfinite(outputs).all()):
+        raise CheckpointError(
+            f"the model of {path} gives NaN or infinite {what} for these inputs: no result can be drawn "
+            "from it (a diverged or edited checkpoint?)."
+        )
+    return outputs
+
+
+def _check_kind(hparams: dict[str, Any], kind: str, where: str, expected: str) -> None:
+    found = checkpoint_kind(hparams)
     if found != kind:
         is_a = f"a {found} checkpoint" if found else "not a checkpoint of a siamese_lit model"
-        raise CheckpointError(
-            f"{what}={path} is {is_a}; a {kind} checkpoint is expected (trained with {experiment})."
-        )
+        raise CheckpointError(f"{where} is {is_a}; {expected}.")
+
+
+def command_line_keys() -> set[str]:
+    """The keys set on the command line (Hydra's task overrides); none outside a Hydra run."""
+    if not HydraConfig.initialized():
+        return set()
+    return {o.lstrip("+~").split("=", 1)[0] for o in HydraConfig.get().overrides.task}
+
+
+def use_saved_data(data: DictConfig, ckpt: dict[str, Any], what: str) -> None:
+    """Set SAVED_DATA_KEYS of `data` to the checkpoint's data module settings, except those given on
+    the command line: a model trained on some digits, or with another normalisation, is scored the
+    way it was trained unless the user says otherwise."""
+    saved = ckpt.get("datamodule_hyper_parameters")
+    if not isinstance(saved, dict):
+        return
+    given = command_line_keys()
+    with open_dict(data):
+        for key in SAVED_DATA_KEYS:
+            if key in saved and f"data.{key}" not in given:
+                data[key] = saved[key]
+    check_spec(data, f"data (with the settings saved in {what})")
+
+
+def load_model(
+    path: str | Path | None,
+    kind: str,
+    device: torch.device | str = "cpu",
+    what: str = "ckpt_path",
+    data: DictConfig | None = None,
+) -> Any:
+    """The `kind` model ("Siamese" or "classifier", see KINDS) of a checkpoint, in eval mode on `device`.
+    With `data` (the data config), use_saved_data applies the checkpoint's data settings to it."""
+    cls, experiment = KINDS[kind]
+    ckpt = read_checkpoint(path, what)
     where = f"{what}={path}"
+    _check_kind(
+        ckpt["hyper_parameters"], kind, where, f"a {kind} checkpoint is expected (trained with {experiment})"
+    )
     try:
         model = cls(**ckpt["hyper_parameters"])
     except Exception as exc:
@@ -142,6 +189,8 @@ def load_model(
     check_weights(model, ckpt["state_dict"], where)
     model.load_state_dict(ckpt["state_dict"])
     check_finite(model, where)
+    if data is not None:
+        use_saved_data(data, ckpt, what)
     return model.eval().to(device)
 
 
@@ -151,11 +200,9 @@ def check_resume(path: str | Path, model: LitBase, what: str = "ckpt_path") -> N
     Lightning then reads it again with weights_only=True (siamese_lit.train)."""
     ckpt = read_checkpoint(path, what)
     kind = next(name for name, (cls, _) in KINDS.items() if isinstance(model, cls))
-    found = checkpoint_kind(ckpt["hyper_parameters"])
-    if found != kind:
-        is_a = f"a {found} checkpoint" if found else "not a checkpoint of a siamese_lit model"
-        raise CheckpointError(f"{what}={path} is {is_a}; this run trains a {kind} model ({KINDS[kind][1]}).")
-    check_weights(model, ckpt["state_dict"], f"{what}={path}")
+    where = f"{what}={path}"
+    _check_kind(ckpt["hyper_parameters"], kind, where, f"this run trains a {kind} model ({KINDS[kind][1]})")
+    check_weights(model, ckpt["state_dict"], where)
 
 
 def resolve_device(name: str) -> torch.device:

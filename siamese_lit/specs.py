@@ -209,3 +209,12 @@ def build_allowed(spec: Any, where: str, **kwargs: Any) -> Any:
             f"{where}: {spec['_target_']} refused its arguments: {type(cause).__name__}"
             + (f": {lines[0]}" if lines else "")
         ) from exc
+
+
+def check_values(cfg: Any, kinds: Mapping[str, tuple[type, ...]]) -> None:
+    """ConfigError for the first `key` of `kinds` whose value in `cfg` fits none of its types: for an
+    entry point's own settings, which no class signature describes."""
+    for key, classes in kinds.items():
+        value = OmegaConf.select(cfg, key)
+        if not _fits(value, classes):
+            raise ConfigError(f"{key} must be {_describe(classes)}, got {value!r}.")

@@ -11,12 +11,23 @@ from typing import Any
 from hydra.utils import instantiate
 from lightning import Callback
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from siamese_lit.errors import ConfigError
 from siamese_lit.specs import check_spec
 
+
+class RankZeroInfo(logging.Filter):
+    """Info and debug records from rank zero only: a DDP run's other ranks would repeat each line.
+    Warnings and errors pass on every rank (a failure may be one rank's own)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or rank_zero_only.rank == 0
+
+
 log = logging.getLogger("siamese_lit")
+log.addFilter(RankZeroInfo())
 
 
 def plain(spec: Any) -> Any:
