@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import OmegaConf
 
 from siamese_lit.errors import ConfigError, find_user_error
@@ -193,10 +194,15 @@ def check_spec(spec: Any, where: str, allowed_only: bool = False) -> None:
             check_spec(value, f"{where}[{i}]")
 
 
-def build_allowed(spec: Any, where: str, **kwargs: Any) -> Any:
-    """`instantiate(spec, **kwargs)` after check_spec with the allow-list. An error the class raises
-    about its arguments (torch's "Invalid learning rate", ...) becomes a one-line ConfigError."""
-    check_spec(spec, where, allowed_only=True)
+#: What a class raises about bad arguments; anything else is a bug and keeps its traceback.
+ARGUMENT_ERRORS = (ValueError, TypeError, MisconfigurationException)
+
+
+def build(spec: Any, where: str, allowed_only: bool = False, **kwargs: Any) -> Any:
+    """`instantiate(spec, **kwargs)` after check_spec (with the allow-list when `allowed_only`). An
+    error the class raises about its arguments (torch's "Invalid learning rate", Lightning's unknown
+    accelerator) becomes a one-line ConfigError naming `where`."""
+    check_spec(spec, where, allowed_only=allowed_only)
     try:
         return instantiate(spec, **kwargs)
     except Exception as exc:
@@ -204,6 +210,8 @@ def build_allowed(spec: Any, where: str, **kwargs: Any) -> Any:
         if user_error is not None:
             raise user_error from exc
         cause = exc.__cause__ or exc
+        if not isinstance(cause, ARGUMENT_ERRORS):
+            raise
         lines = str(cause).strip().splitlines()
         raise ConfigError(
             f"{where}: {spec['_target_']} refused its arguments: {type(cause).__name__}"

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-from hydra.utils import instantiate
+import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from siamese_lit.allocator import keep_freed_memory
 from siamese_lit.callbacks import log_final_hparams
@@ -17,7 +18,7 @@ from siamese_lit.checkpoints import check_resume
 from siamese_lit.errors import check, exit_on_user_error
 from siamese_lit.faults import stopped_by_signal
 from siamese_lit.files import write_json
-from siamese_lit.specs import check_spec
+from siamese_lit.specs import build, check_spec
 from siamese_lit.sweep import is_multirun, objective, run_job
 from siamese_lit.utils import (
     claim_output_dir,
@@ -35,6 +36,10 @@ def check_config(cfg: DictConfig) -> None:
     check_spec(cfg.data, "data")
     check_spec(cfg.trainer, "trainer")
     if cfg.get("train", True):
+        # the optimizer's own checks (a negative learning rate...), on a stand-in parameter
+        build(
+            cfg.model.optimizer, "model.optimizer", allowed_only=True, params=[nn.Parameter(torch.zeros(1))]
+        )
         for key in ("max_epochs", "max_steps"):
             value = cfg.trainer.get(key)
             check(
@@ -54,12 +59,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         L.seed_everything(cfg.seed, workers=True, verbose=False)  # stderr stays for errors
 
     log.info("Instantiating data <%s> and model <%s>", cfg.data._target_, cfg.model._target_)
-    datamodule: L.LightningDataModule = instantiate(cfg.data)
-    model: L.LightningModule = instantiate(cfg.model)
+    datamodule: L.LightningDataModule = build(cfg.data, "data")
+    model: L.LightningModule = build(cfg.model, "model", allowed_only=True)
     if ckpt_path:
         check_resume(ckpt_path, model)
-    trainer: L.Trainer = instantiate(
+    trainer: L.Trainer = build(
         cfg.trainer,
+        "trainer",
         callbacks=instantiate_callbacks(cfg.get("callbacks")),
         logger=instantiate_loggers(cfg.get("logger")),
     )

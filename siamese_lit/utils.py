@@ -8,14 +8,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
 from lightning import Callback
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from siamese_lit.errors import ConfigError
-from siamese_lit.specs import check_spec
+from siamese_lit.specs import build
 
 
 class RankZeroInfo(logging.Filter):
@@ -42,8 +41,7 @@ def instantiate_group(cfg: DictConfig | None, kind: type, group: str) -> list[An
     out: list[Any] = []
     for name, spec in (cfg or {}).items():
         if isinstance(spec, Mapping) and "_target_" in spec:
-            check_spec(spec, f"{group}.{name}")
-            obj = instantiate(spec)
+            obj = build(spec, f"{group}.{name}")
             if not isinstance(obj, kind):
                 raise ConfigError(f"{group}.{name}: {spec['_target_']} is not a {kind.__name__}.")
             out.append(obj)

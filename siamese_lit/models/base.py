@@ -12,7 +12,8 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from siamese_lit.errors import check
-from siamese_lit.specs import build_allowed, check_target
+from siamese_lit.specs import build as build_spec
+from siamese_lit.specs import check_target
 
 Spec = nn.Module | Mapping[str, Any] | None
 
@@ -20,7 +21,7 @@ Spec = nn.Module | Mapping[str, Any] | None
 def build(spec: Spec, where: str = "model.net") -> Any:
     """An nn.Module as is; a Hydra config ({_target_: ...}) instantiated if its targets are allowed
     (siamese_lit.specs: a checkpoint's hyper-parameters are such configs)."""
-    return spec if isinstance(spec, nn.Module) or spec is None else build_allowed(spec, where)
+    return spec if isinstance(spec, nn.Module) or spec is None else build_spec(spec, where, allowed_only=True)
 
 
 class LitBase(L.LightningModule):
@@ -58,7 +59,9 @@ class LitBase(L.LightningModule):
             self.log(f"train/{name}_epoch" if name == "loss" else f"train/{name}", metric)
 
     def configure_optimizers(self) -> Any:
-        optimizer = build_allowed(self.hparams.optimizer, "model.optimizer", params=self.parameters())
+        optimizer = build_spec(
+            self.hparams.optimizer, "model.optimizer", allowed_only=True, params=self.parameters()
+        )
         if not self.hparams.get("scheduler"):
             return optimizer
         spec = dict(self.hparams.scheduler)
@@ -73,5 +76,5 @@ class LitBase(L.LightningModule):
                 "trainer.max_steps (not -1), or model.scheduler.total_steps, or model.scheduler=null.",
             )
             extra["total_steps"] = int(steps)
-        scheduler = build_allowed(spec, "model.scheduler", optimizer=optimizer, **extra)
+        scheduler = build_spec(spec, "model.scheduler", allowed_only=True, optimizer=optimizer, **extra)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
