@@ -254,9 +254,9 @@ def eval_s(ckpt_path: Path, output_dir: Path, overrides: list[str]) -> float:
 def seed_eval_s_estimate(ckpt_path: Path, data_dir: str, queries: int = 100, refs: int = 10) -> float:
     """The article's EvaluateSiamese for `queries` test images — for each digit, `refs` random test
     images of it, one forward of the pair per comparison — scaled to the 10k test images."""
-    from siamese_lit.models import LitSiamese
+    from siamese_lit.checkpoints import load_model
 
-    net = LitSiamese.load_from_checkpoint(ckpt_path, map_location="cpu").net.eval()
+    net = load_model(ckpt_path, "Siamese").net
     images, labels = load_mnist(data_dir, train=False)
     images = (images.float() / 255 - 0.1307) / 0.3081
     by_digit = [torch.nonzero(labels == d).squeeze(1) for d in range(10)]

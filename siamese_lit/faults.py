@@ -97,14 +97,16 @@ class StopOnNonFiniteLoss(L.Callback):
         if self._first_bad is None or not self._steps:
             return
         first_bad, steps = int(self._first_bad), self._steps
-        self._steps = []
         if first_bad < 0:
+            self._steps = []
             return
+        bad_loss = float(self._bad_loss)
+        self._steps, self._first_bad = [], None
         epoch, step = steps[first_bad]
         kept = _kept_checkpoint(trainer)
         kept = f"the last good checkpoint is {kept}" if kept else "no checkpoint had been saved yet"
         raise TrainingDivergedError(
-            f"the training loss became {float(self._bad_loss)} at epoch {epoch}, step {step}: run stopped, "
+            f"the training loss became {bad_loss} at epoch {epoch}, step {step}: run stopped, "
             f"{kept}. Lower model.optimizer.lr or set trainer.gradient_clip_val."
         )
 

@@ -194,8 +194,9 @@ def check_spec(spec: Any, where: str, allowed_only: bool = False) -> None:
             check_spec(value, f"{where}[{i}]")
 
 
-#: What a class raises about bad arguments; anything else is a bug and keeps its traceback.
-ARGUMENT_ERRORS = (ValueError, TypeError, MisconfigurationException)
+#: What a class raises about bad arguments (or a setting that needs a package not installed, as
+#: trainer.accelerator=tpu); anything else is a bug and keeps its traceback.
+ARGUMENT_ERRORS = (ValueError, TypeError, ImportError, MisconfigurationException)
 
 
 def build(spec: Any, where: str, allowed_only: bool = False, **kwargs: Any) -> Any:
