@@ -676,6 +676,36 @@ def test_data_settings_come_from_the_checkpoint_unless_given(monkeypatch: pytest
     assert data.mean == 0.1307 and data.test_size is None  # given on the command line; not a data setting
 
 
+def test_evaluate_takes_the_data_settings_from_the_checkpoint_unless_given(
+    tiny_siamese_run: Path, tmp_path: Path
+) -> None:
+    """A model trained to be tested on digits 1 and 7 is tested on them (1135 + 1028 test images),
+    not on all ten; `data.test_classes` on the command line still wins (+ 980 zeros)."""
+    saved = torch.load(tiny_siamese_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    ckpt = tmp_path / "ones_and_sevens.ckpt"
+    data = {**saved["datamodule_hyper_parameters"], "test_classes": [1, 7]}
+    torch.save({**saved, "datamodule_hyper_parameters": data}, ckpt)
+    runs = {"saved": [], "given": ["data.test_classes=[0,1,7]"]}
+
+    def evaluate(name: str) -> dict[str, Any]:
+        out = tmp_path / name
+        args = [
+            f"ckpt_path={ckpt}",
+            "device=cpu",
+            "data.gallery_size=500",
+            *runs[name],
+            f"hydra.run.dir={out}",
+        ]
+        result = run_cli("siamese_lit.evaluate", args)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads((out / "report.json").read_text())
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reports = dict(zip(runs, pool.map(evaluate, runs), strict=True))
+    assert reports["saved"]["test_images"] == 1135 + 1028
+    assert reports["given"]["test_images"] == 980 + 1135 + 1028
+
+
 def test_summarize_groups_seeds_with_mean_and_sample_std(tmp_path: Path) -> None:
     def job(lr: str, seed: int, auroc: float) -> dict[str, Any]:
         return {
