@@ -122,7 +122,8 @@ def _plain_types(annotation: Any) -> tuple[type, ...] | None:
         else (annotation,)
     )
     classes = tuple(type(None) if m is None else m for m in members)
-    return classes if all(inspect.isclass(m) and not typing.get_args(m) for m in classes) else None
+    plain = all(inspect.isclass(m) and m is not typing.Any and not typing.get_args(m) for m in classes)
+    return classes if plain else None
 
 
 def _fits(value: Any, classes: tuple[type, ...]) -> bool:
@@ -161,7 +162,7 @@ def check_arguments(cls: Any, spec: Mapping[str, Any], where: str) -> None:
     none of the plain types the argument is annotated with."""
     try:
         names, hints, takes_any = _signature(cls)
-    except (TypeError, ValueError, NameError):  # no signature, or annotations naming what is not there
+    except (TypeError, ValueError, NameError, AttributeError):  # no signature, or unresolvable annotations
         return
     for key, value in spec.items():
         if key in NOT_ARGUMENTS:
