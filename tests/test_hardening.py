@@ -150,7 +150,6 @@ CASES = [
         "threshold holds NaN or infinite",
     ),
     _case("max-epochs-0", "train", [*TRAIN, "trainer.max_epochs=0"], r"trainer\.max_epochs must be >= 1"),
-    _case("max-steps-0", "train", [*TRAIN, "+trainer.max_steps=0"], r"trainer\.max_steps must be >= 1"),
     _case("train-size-negative", "train", [*TRAIN, "data.train_size=-5"], r"data\.train_size must be >= 1"),
     _case("train-size-0", "train", [*TRAIN, "data.train_size=0"], r"data\.train_size must be >= 1"),
     _case("test-size-negative", "train", [*TRAIN, "data.test_size=-5"], r"data\.test_size must be >= 1"),
@@ -164,7 +163,6 @@ CASES = [
         r"model\.loss\.margin must be float, got 'abc'",
     ),
     _case("lr-negative", "train", [*TRAIN, "model.optimizer.lr=-0.1"], "Invalid learning rate: -0.1"),
-    _case("lr-abc", "train", [*TRAIN, "model.optimizer.lr=abc"], r"model\.optimizer\.lr must be float"),
     _case(
         "max-epochs-abc",
         "train",
@@ -176,12 +174,6 @@ CASES = [
         "train",
         [*TRAIN, "data.batch_size=3.5"],
         r"data\.batch_size must be int, got 3\.5",
-    ),
-    _case(
-        "hidden-size-bool",
-        "train",
-        [*TRAIN, "model.net.hidden_size=true"],
-        r"model\.net\.hidden_size must be int",
     ),
     _case(
         "unknown-net-argument",
@@ -215,12 +207,6 @@ CASES = [
         f"ckpt_path=<siamese> retrieval.neighbours=abc {EVALUATE}",
         r"retrieval\.neighbours must be int",
     ),
-    _case(
-        "evaluate-k-float",
-        "evaluate",
-        f"ckpt_path=<siamese> protocol.k=2.5 {EVALUATE}",
-        r"protocol\.k must be int",
-    ),
     # 3. checkpoints of the wrong kind, empty, truncated, of other shapes: train validates them too
     _case(
         "train-wrong-kind",
@@ -230,7 +216,6 @@ CASES = [
     ),
     _case("train-empty-ckpt", "train", [*TRAIN, "ckpt_path=<empty>"], "is not a readable checkpoint"),
     _case("train-truncated-ckpt", "train", [*TRAIN, "ckpt_path=<truncated>"], "is not a readable checkpoint"),
-    _case("train-text-ckpt", "train", [*TRAIN, "ckpt_path=<text>"], "is not a readable checkpoint"),
     _case("train-missing-ckpt", "train", [*TRAIN, "ckpt_path=<nowhere>"], "does not exist"),
     _case(
         "train-other-shapes",
@@ -261,12 +246,6 @@ CASES = [
         "evaluate-run-dir-under-a-file",
         "evaluate",
         "ckpt_path=<siamese> hydra.run.dir=<user_file>/run",
-        "is a file, not a folder",
-    ),
-    _case(
-        "compare-run-dir-under-a-file",
-        "compare",
-        f"ckpt_path=<siamese> hydra.run.dir=<user_file>/run {COMPARE}",
         "is a file, not a folder",
     ),
     _case("train-read-only-run-dir", "train", [*TRAIN, "hydra.run.dir=<read_only>/run"], r"is not writable"),
