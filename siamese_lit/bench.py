@@ -30,8 +30,8 @@ from siamese_lit import PROJECT_ROOT
 from siamese_lit.allocator import keep_freed_memory
 from siamese_lit.data.mnist import load_mnist
 from siamese_lit.data.pairs import PairSampler
+from siamese_lit.files import write_atomic, write_json
 from siamese_lit.precision import forward_context
-from siamese_lit.utils import write_json
 
 ARTICLE_BATCH = 50
 SCRATCH = PROJECT_ROOT / "outputs" / "bench" / "scratch"
@@ -256,9 +256,9 @@ def eval_s(ckpt_path: Path, output_dir: Path, overrides: list[str]) -> float:
 def seed_eval_s_estimate(ckpt_path: Path, data_dir: str, queries: int = 100, refs: int = 10) -> float:
     """The article's EvaluateSiamese for `queries` test images — for each digit, `refs` random test
     images of it, one forward of the pair per comparison — scaled to the 10k test images."""
-    from siamese_lit.models import LitSiamese
+    from siamese_lit.checkpoints import load_model
 
-    net = LitSiamese.load_from_checkpoint(ckpt_path, map_location="cpu").net.eval()
+    net = load_model(ckpt_path, "Siamese").net
     images, labels = load_mnist(data_dir, train=False)
     images = (images.float() / 255 - 0.1307) / 0.3081
     by_digit = [torch.nonzero(labels == d).squeeze(1) for d in range(10)]
@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> None:
         result = run(mode, args.out)
     stem = args.out / f"bench-{mode.name}-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
     write_json(stem.with_suffix(".json"), result)
-    stem.with_suffix(".md").write_text(to_markdown(result))
+    write_atomic(stem.with_suffix(".md"), to_markdown(result))
     print(json.dumps(result, indent=2))
 
 

@@ -18,9 +18,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torchvision.utils import save_image
 
-from siamese_lit.checkpoints import load_model, resolve_device
+from siamese_lit.checkpoints import check_outputs, load_model, resolve_device
 from siamese_lit.data.images import load_digit
 from siamese_lit.errors import ConfigError, check, exit_on_user_error
+from siamese_lit.specs import check_values
 
 #: Hydra's command-line flags that take a value (the value is not an image path).
 VALUE_FLAGS = {
@@ -62,13 +63,15 @@ def hydra_args(argv: list[str]) -> list[str]:
 
 def compare(cfg: DictConfig) -> dict[str, Any]:
     """Distance and verdict for the two images of `cfg.images`; also printed."""
+    check_values(cfg, {"threshold": (float, type(None)), "device": (str,)})
+    check(cfg.threshold is None or cfg.threshold >= 0, f"threshold must be >= 0, got {cfg.threshold}.")
     images = list(cfg.get("images") or [])
     check(len(images) == 2, f"compare takes two image files (a.png b.png), got {len(images)}: {images}.")
     digits = torch.stack([load_digit(p) for p in images])  # bad files fail before the model loads
     device = resolve_device(cfg.device)
-    model = load_model(cfg.ckpt_path, "Siamese", device)
+    model = load_model(cfg.ckpt_path, "Siamese", device, data=cfg.data)  # its data settings by default
     normalize = instantiate(cfg.data).normalize  # the training normalisation (data.mean, data.std)
-    emb = model.embed(normalize(digits.to(device)))
+    emb = check_outputs(model.embed(normalize(digits.to(device))), "embeddings", cfg.ckpt_path)
     distance = float(model.distance.pairwise(emb[:1], emb[1:]))  # the distance it was trained with
     threshold, source = _threshold(cfg, float(model.threshold))
     same = distance <= threshold

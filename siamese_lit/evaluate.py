@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from siamese_lit.allocator import keep_freed_memory
-from siamese_lit.checkpoints import load_model, resolve_device
+from siamese_lit.checkpoints import check_outputs, load_model, resolve_device
 from siamese_lit.data.pairs import PairDataModule
 from siamese_lit.errors import ConfigError, check, exit_on_user_error
 from siamese_lit.evaluation import protocols as P
@@ -31,7 +31,19 @@ from siamese_lit.evaluation.report import retrieval_grid, write_report
 from siamese_lit.evaluation.robustness import robustness
 from siamese_lit.evaluation.scoring import score_embeddings
 from siamese_lit.precision import forward_context
+from siamese_lit.specs import check_values
 from siamese_lit.utils import claim_output_dir, log
+
+#: evaluate's own settings and the types they take (checked before any work).
+SETTINGS = {
+    "seed": (int,),
+    "batch_size": (int,),
+    "protocol.k": (int,),
+    "protocol.threshold": (float,),
+    "gallery_knn_k": (int,),
+    "correction.threshold": (float, type(None)),
+    "retrieval.neighbours": (int,),
+}
 
 
 class Timer(dict):
@@ -47,12 +59,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Run every section of the evaluation; returns the report (also written to the output dir)."""
     output_dir = Path(cfg.paths.output_dir)
     claim_output_dir(output_dir, markers=("report.json", "metrics.json", "checkpoints"))
+    check_values(cfg, SETTINGS)
     check(
         cfg.retrieval.neighbours >= 1, f"retrieval.neighbours must be >= 1, got {cfg.retrieval.neighbours}."
     )
     timer, t = Timer(), time.perf_counter()
     device = resolve_device(cfg.device)
-    siamese = load_model(cfg.ckpt_path, "Siamese", device)
+    siamese = load_model(cfg.ckpt_path, "Siamese", device, data=cfg.data)  # its data settings by default
     classifier = None
     if cfg.get("classifier_ckpt_path"):
         classifier = load_model(cfg.classifier_ckpt_path, "classifier", device, what="classifier_ckpt_path")
@@ -70,7 +83,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     def embedded(split: str) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = dm.splits[split]
         with forward_context(device, cfg.precision):
-            return siamese.embed(dm.normalize(x.to(device)), cfg.batch_size), y.to(device)
+            emb = siamese.embed(dm.normalize(x.to(device)), cfg.batch_size)
+        return check_outputs(emb, "embeddings", cfg.ckpt_path), y.to(device)
 
     (emb, y_test), (gal_emb, y_gal) = embedded("test"), embedded("test_gallery")
     t = timer.step("embed", t)
@@ -176,6 +190,7 @@ def _correction(
         x, y = dm.splits[split]
         with forward_context(y_test.device, cfg.precision):
             logits = classifier.predict_logits(dm.normalize(x.to(y_test.device)), cfg.batch_size).float()
+        check_outputs(logits, "logits", cfg.classifier_ckpt_path)
         if mean_d is None:
             emb, y = embedded(split)
             mean_d = P.reference_distances(emb, P.sample_references(y, cfg.protocol.k, _generator(cfg)))

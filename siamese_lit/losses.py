@@ -24,11 +24,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from torch import Tensor, nn
 
 from siamese_lit.distances import Distance
 from siamese_lit.errors import check
+from siamese_lit.specs import build
 
 
 def contrastive_loss(distance: Tensor, target: Tensor, margin: float) -> Tensor:
@@ -92,10 +92,12 @@ class ViewLoss(nn.Module):
     def bind(self, distance: Distance | None) -> None:
         """(Re)build the terms with `distance` (None: each loss's own default, cosine for SupCon/NT-Xent)."""
         extra = {} if distance is None else {"distance": distance.pml()}
-        self.terms = nn.ModuleDict(
-            {k: instantiate(self.specs[k], **extra) for k in ("supervised", "instance") if self.specs[k]}
-        )
-        self.miner = instantiate(self.specs["miner"], **extra) if self.specs["miner"] else None
+
+        def term(name: str) -> nn.Module:  # allow-listed targets only: a checkpoint holds these specs
+            return build(self.specs[name], f"model.loss.{name}", allowed_only=True, **extra)
+
+        self.terms = nn.ModuleDict({k: term(k) for k in ("supervised", "instance") if self.specs[k]})
+        self.miner = term("miner") if self.specs["miner"] else None
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """`embeddings` (2B, D) of the two views, `labels` (B,) the digits of the B images."""

@@ -3,26 +3,33 @@
 Reads each job dir's `.hydra/overrides.yaml`, `.hydra/config.yaml` and `metrics.json` (or the
 `error.json` of a failed job, see siamese_lit.sweep), sorts by the sweep's `optimized_metric` and
 writes `summary.csv` (every metric) and `summary.md` (the optimized and test metrics) into DIR.
-The multirun writes the same summary when it ends (`SweepSummary`, a Hydra callback).
+Jobs that differ only in `seed` are also grouped: mean ± sample std over their seeds, in summary.md
+and `summary_seeds.csv`. A job whose files are unreadable (truncated, hand-edited) is listed as
+such, with the reason; it never stops the summary. The multirun writes the same summary when it
+ends (`SweepSummary`, a Hydra callback).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import logging
 import math
+import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from siamese_lit.errors import DataError, exit_on_user_error
+from siamese_lit.files import write_atomic
 
 # what siamese_lit.sweep writes into the dir of a failed job
 ERROR_FILE = "error.json"
@@ -37,7 +44,7 @@ class Job:
     name: str
     overrides: dict[str, str]
     metrics: dict[str, float | None]
-    status: str  # ok | failed | no result (still running, or killed)
+    status: str  # ok | failed | no result (still running, or killed) | unreadable (its files are broken)
     error: str = ""
 
 
@@ -57,16 +64,65 @@ def _job_number(path: Path) -> tuple[int, str]:
     return (int(path.name), "") if path.name.isdigit() else (sys.maxsize, path.name)
 
 
+class Unreadable(Exception):
+    """A job's file is not what siamese_lit writes there."""
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Unreadable(f"{path.name}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+    if not isinstance(data, dict):
+        raise Unreadable(f"{path.name} holds a {type(data).__name__}, not an object")
+    return data
+
+
+def _read_overrides(job_dir: Path) -> dict[str, str]:
+    path = job_dir / ".hydra" / "overrides.yaml"
+    try:
+        overrides = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise Unreadable(f"overrides.yaml: {type(exc).__name__}") from exc
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise Unreadable("overrides.yaml is not a list of key=value overrides")
+    pairs = (o.split("=", 1) for o in overrides)
+    return {p[0]: (p[1] if len(p) > 1 else "") for p in pairs}
+
+
+def _metric(value: Any) -> float | None:
+    """A metric as a float; None for null and anything that is not a number."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def read_job(job_dir: Path) -> Job:
-    pairs = (o.split("=", 1) for o in OmegaConf.load(job_dir / ".hydra" / "overrides.yaml"))
-    overrides = {p[0]: (p[1] if len(p) > 1 else "") for p in pairs}
+    try:
+        overrides = _read_overrides(job_dir)
+    except Unreadable as exc:
+        return Job(job_dir.name, {}, {}, "unreadable", str(exc))
     metrics_file, error_file = job_dir / "metrics.json", job_dir / ERROR_FILE
-    if error_file.is_file():
-        error = json.loads(error_file.read_text())["error"]
-        return Job(job_dir.name, overrides, {}, "failed", error)
-    if metrics_file.is_file():
-        return Job(job_dir.name, overrides, json.loads(metrics_file.read_text()), "ok")
+    try:
+        if error_file.is_file():
+            error = _read_json_object(error_file).get("error")
+            return Job(job_dir.name, overrides, {}, "failed", str(error or "no message in error.json"))
+        if metrics_file.is_file():
+            metrics = {k: _metric(v) for k, v in _read_json_object(metrics_file).items()}
+            return Job(job_dir.name, overrides, metrics, "ok")
+    except Unreadable as exc:
+        return Job(job_dir.name, overrides, {}, "unreadable", str(exc))
     return Job(job_dir.name, overrides, {}, "no result")
+
+
+def _first_config(job_dirs: list[Path]) -> DictConfig:
+    """The first job config that reads as a mapping (an empty one if none does)."""
+    for job_dir in job_dirs:
+        try:
+            cfg = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
+        except Exception:  # a missing or broken file: OmegaConf and yaml raise many kinds
+            continue
+        if isinstance(cfg, DictConfig):
+            return cfg
+    return OmegaConf.create()
 
 
 def read_sweep(sweep_dir: Path) -> Sweep:
@@ -76,11 +132,18 @@ def read_sweep(sweep_dir: Path) -> Sweep:
     job_dirs = sorted((p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")), key=_job_number)
     if not job_dirs:
         raise DataError(f"{sweep_dir} holds no job dirs (<job>/.hydra/overrides.yaml): give a multirun dir.")
-    cfg = OmegaConf.load(job_dirs[0] / ".hydra" / "config.yaml")
+    cfg = _first_config(job_dirs)
     mode = OmegaConf.select(cfg, "callbacks.model_checkpoint.mode", default="max")
+    metric = OmegaConf.select(cfg, "optimized_metric", default=None)
     results = sweep_dir / "optimization_results.yaml"
-    optuna = OmegaConf.to_container(OmegaConf.load(results)) if results.is_file() else {}
-    return Sweep([read_job(d) for d in job_dirs], cfg.get("optimized_metric"), mode == "max", optuna)
+    try:
+        optuna = OmegaConf.to_container(OmegaConf.load(results)) if results.is_file() else {}
+    except Exception:  # a broken results file loses only its line in summary.md
+        optuna = {}
+    optuna = optuna if isinstance(optuna, dict) else {}
+    return Sweep(
+        [read_job(d) for d in job_dirs], metric if isinstance(metric, str) else None, mode == "max", optuna
+    )
 
 
 def ranked(sweep: Sweep) -> list[Job]:
@@ -138,6 +201,9 @@ def markdown(sweep: Sweep, sweep_dir: Path) -> str:
         "",
         f"{len(sweep.jobs)} jobs, {len(sweep.failed)} failed; sorted by `{sweep.metric}`, {direction} first.",
     ]
+    unreadable = [j.name for j in sweep.jobs if j.status == "unreadable"]
+    if unreadable:
+        lines.append(f"Unreadable jobs (skipped): {', '.join(unreadable)}; see the error column.")
     if common:
         lines.append("Common overrides: " + " ".join(f"`{o}`" for o in common))
     if "best_value" in sweep.optuna:
@@ -146,17 +212,110 @@ def markdown(sweep: Sweep, sweep_dir: Path) -> str:
     cells = [[_cell(c) for c in row] for row in (header, *rows)]
     lines += ["", "| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in cells[1:]]
+    lines += seeds_markdown(sweep)
     return "\n".join(lines) + "\n"
 
 
+@dataclass
+class SeedGroup:
+    """Jobs with the same overrides apart from `seed`, and each metric's (mean, sample std, n) over
+    those of them that finished (std None for n = 1)."""
+
+    overrides: dict[str, str]
+    jobs: list[Job]
+    stats: dict[str, tuple[float, float | None, int]]
+
+
+def seed_groups(sweep: Sweep) -> list[SeedGroup]:
+    """The sweep's jobs grouped by everything but `seed`, in the order of their first job; none
+    when the seed does not vary."""
+    if "seed" not in varying_keys(sweep):
+        return []
+    groups: dict[tuple[tuple[str, str], ...], list[Job]] = {}
+    for job in sweep.jobs:
+        if job.status != "unreadable":
+            groups.setdefault(
+                tuple(sorted((k, v) for k, v in job.overrides.items() if k != "seed")), []
+            ).append(job)
+    out = []
+    for key, jobs in groups.items():
+        stats = {}
+        for name in sorted({n for j in jobs if j.status == "ok" for n in j.metrics}):
+            values = [v for j in jobs if j.status == "ok" and (v := j.metrics.get(name)) is not None]
+            if values:
+                std = statistics.stdev(values) if len(values) > 1 else None
+                stats[name] = (statistics.fmean(values), std, len(values))
+        out.append(SeedGroup(dict(key), jobs, stats))
+    return out
+
+
+def seeds_table(sweep: Sweep, everything: bool) -> tuple[list[str], list[list[Any]]]:
+    """(header, rows) of seed_groups: the overrides that vary between groups, the jobs, the seeds
+    that finished, then mean and std of each metric."""
+    groups = seed_groups(sweep)
+    varying = [k for k in varying_keys(sweep) if k != "seed"]
+    names = {n for g in groups for n in g.stats}
+    if not everything:
+        names = {n for n in names if n == sweep.metric or n.startswith("test/")}
+    metrics = _metric_order(sweep, names)
+    header = [*varying, "jobs", "n", *(f"{m}_{s}" for m in metrics for s in ("mean", "std"))]
+    rows = []
+    for g in groups:
+        n = max((count for _, _, count in g.stats.values()), default=0)
+        cells: list[Any] = [g.overrides.get(k, "") for k in varying]
+        cells += [" ".join(j.name for j in g.jobs), n]
+        for m in metrics:
+            mean, std, _ = g.stats.get(m, (None, None, 0))
+            cells += [mean, std]
+        rows.append(cells)
+    return header, rows
+
+
+def seeds_markdown(sweep: Sweep) -> list[str]:
+    """summary.md's section on seeds: mean ± sample std (n seeds) of each metric per group."""
+    groups = seed_groups(sweep)
+    if not groups:
+        return []
+    varying = [k for k in varying_keys(sweep) if k != "seed"]
+    names = {n for g in groups for n in g.stats if n == sweep.metric or n.startswith("test/")}
+    metrics = _metric_order(sweep, names)
+    lines = ["", "## Over seeds", "", "Mean ± sample standard deviation over the seeds that finished (n)."]
+    lines += [
+        "",
+        "| " + " | ".join([*varying, "jobs", *metrics]) + " |",
+        "|" + "---|" * (len(varying) + 1 + len(metrics)),
+    ]
+    for g in groups:
+        cells = [_cell(g.overrides.get(k, "")) for k in varying] + [" ".join(j.name for j in g.jobs)]
+        for m in metrics:
+            mean, std, n = g.stats.get(m, (None, None, 0))
+            cells.append(
+                "" if mean is None else f"{mean:.4g} ± {'n/a' if std is None else f'{std:.2g}'} (n={n})"
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _csv(header: list[str], rows: list[list[Any]]) -> str:
+    out = io.StringIO()
+    csv.writer(out).writerows([header, *rows])
+    return out.getvalue()
+
+
 def summarize(sweep_dir: Path) -> tuple[Sweep, str]:
-    """Write summary.csv and summary.md into `sweep_dir`; returns the sweep and the Markdown."""
+    """Write summary.csv, summary.md (and summary_seeds.csv when seeds vary) into `sweep_dir`;
+    returns the sweep and the Markdown. A file that cannot be written is logged, not raised: the
+    summary is still returned (and printed by the CLI)."""
     sweep = read_sweep(sweep_dir)
-    header, rows = table(sweep, everything=True)
-    with open(sweep_dir / "summary.csv", "w", newline="") as f:
-        csv.writer(f).writerows([header, *rows])
     text = markdown(sweep, sweep_dir)
-    (sweep_dir / "summary.md").write_text(text)
+    files = {"summary.csv": _csv(*table(sweep, everything=True)), "summary.md": text}
+    if seed_groups(sweep):
+        files["summary_seeds.csv"] = _csv(*seeds_table(sweep, everything=True))
+    for name, content in files.items():
+        try:
+            write_atomic(sweep_dir / name, content)
+        except OSError as exc:
+            log.warning("Cannot write %s (%s): the summary is only printed.", sweep_dir / name, exc)
     return sweep, text
 
 

@@ -13,6 +13,7 @@ failed and goes on (`max_failure_rate: 1.0`). Not NaN: with optuna 2.10, the swe
 from __future__ import annotations
 
 import math
+import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -21,9 +22,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from siamese_lit.errors import ConfigError, find_user_error
+from siamese_lit.errors import ConfigError, Interrupted, find_user_error
+from siamese_lit.files import write_json
 from siamese_lit.summarize import ERROR_FILE
-from siamese_lit.utils import log, write_json
+from siamese_lit.utils import log
 
 # strategies whose extra processes Lightning starts by re-running the command line (sys.argv)
 RELAUNCHING_STRATEGIES = {"ddp", "ddp_find_unused_parameters_true", "ddp_find_unused_parameters_false"}
@@ -54,7 +56,8 @@ def check_no_relaunch(cfg: DictConfig) -> None:
 
 def run_job(cfg: DictConfig, train: Callable[[DictConfig], dict[str, float]]) -> dict[str, float]:
     """`train(cfg)` as one job of a multirun: an error is logged and written to error.json, and the
-    job returns no metrics, so the sweep goes on with its other jobs."""
+    job returns no metrics, so the sweep goes on with its other jobs. A signal (Interrupted) is
+    recorded too but ends the sweep, with the signal's exit status."""
     try:
         check_no_relaunch(cfg)
         return train(cfg)
@@ -66,6 +69,9 @@ def run_job(cfg: DictConfig, train: Callable[[DictConfig], dict[str, float]]) ->
             Path(cfg.paths.output_dir) / ERROR_FILE,
             {"error": message, "traceback": "".join(traceback.format_exception(exc))},
         )
+        if isinstance(user_error, Interrupted):
+            print(f"error: {user_error}", file=sys.stderr, flush=True)
+            raise SystemExit(user_error.exit_code) from None
         return {}
 
 

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import hydra
 import lightning as L
-from hydra.utils import instantiate
+import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from siamese_lit.allocator import keep_freed_memory
 from siamese_lit.callbacks import log_final_hparams
-from siamese_lit.errors import ConfigError, exit_on_user_error
+from siamese_lit.checkpoints import check_resume
+from siamese_lit.errors import check, exit_on_user_error
+from siamese_lit.faults import stopped_by_signal
+from siamese_lit.files import write_json
+from siamese_lit.specs import build, check_spec
 from siamese_lit.sweep import is_multirun, objective, run_job
 from siamese_lit.utils import (
     claim_output_dir,
@@ -19,36 +26,73 @@ from siamese_lit.utils import (
     instantiate_loggers,
     log,
     scalars,
-    write_json,
 )
+
+
+def check_config(cfg: DictConfig) -> None:
+    """What the user can get wrong in the config, refused before any data or model work: targets a
+    model may not build, arguments of the wrong name or type (siamese_lit.specs), a run of no epochs."""
+    check_spec(cfg.model, "model", allowed_only=True)
+    check_spec(cfg.data, "data")
+    check_spec(cfg.trainer, "trainer")
+    if cfg.get("train", True):
+        # the optimizer's own checks (a negative learning rate...), on a stand-in parameter
+        build(
+            cfg.model.optimizer, "model.optimizer", allowed_only=True, params=[nn.Parameter(torch.zeros(1))]
+        )
+        for key in ("max_epochs", "max_steps"):
+            value = cfg.trainer.get(key)
+            check(
+                value is None or value == -1 or value >= 1,
+                f"trainer.{key} must be >= 1 (or -1: unbounded), got {value}: a run of no training "
+                "steps would write untrained metrics; to test a checkpoint, pass train=false ckpt_path=...",
+            )
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train and test the configured model; returns the final metrics (also in metrics.json)."""
     output_dir = Path(cfg.paths.output_dir)
     claim_output_dir(output_dir)
+    check_config(cfg)
     ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path and not Path(ckpt_path).is_file():
-        raise ConfigError(
-            f"ckpt_path={ckpt_path} does not exist: give the path of a .ckpt file to resume from."
-        )
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)  # stderr stays for errors
 
     log.info("Instantiating data <%s> and model <%s>", cfg.data._target_, cfg.model._target_)
-    datamodule: L.LightningDataModule = instantiate(cfg.data)
-    model: L.LightningModule = instantiate(cfg.model)
-    trainer: L.Trainer = instantiate(
+    datamodule: L.LightningDataModule = build(cfg.data, "data")
+    model: L.LightningModule = build(cfg.model, "model", allowed_only=True)
+    if ckpt_path:
+        check_resume(ckpt_path, model)
+    trainer: L.Trainer = build(
         cfg.trainer,
+        "trainer",
         callbacks=instantiate_callbacks(cfg.get("callbacks")),
         logger=instantiate_loggers(cfg.get("logger")),
     )
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
+    try:
+        metrics = _fit_and_test(cfg, trainer, model, datamodule, ckpt_path)
+    except SIGTERMException as exc:  # Lightning's own ends the process with status 0
+        raise stopped_by_signal(trainer, signal.SIGTERM) from exc
+    if trainer.is_global_zero:
+        write_json(output_dir / "metrics.json", metrics)
+        log.info("Metrics written to %s", output_dir / "metrics.json")
+    return metrics
+
+
+def _fit_and_test(
+    cfg: DictConfig,
+    trainer: L.Trainer,
+    model: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    ckpt_path: str | None,
+) -> dict[str, float]:
+    """Fit (resuming from `ckpt_path`), then test the best checkpoint; the final metrics."""
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         metrics.update(scalars(trainer.callback_metrics))
         checkpoint = trainer.checkpoint_callback
         if checkpoint is not None and checkpoint.monitor and checkpoint.best_model_score is not None:
@@ -62,12 +106,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.warning(
                 "No checkpoint (fast_dev_run, checkpointing off, no ckpt_path): testing the current weights."
             )
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None)
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update(scalars(trainer.callback_metrics))
     log_final_hparams(trainer, OmegaConf.to_container(cfg, resolve=True), metrics)  # the HPARAMS tab
-    if trainer.is_global_zero:
-        write_json(output_dir / "metrics.json", metrics)
-        log.info("Metrics written to %s", output_dir / "metrics.json")
     return metrics
 
 

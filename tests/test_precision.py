@@ -40,8 +40,9 @@ def test_embeddings_stay_float32_under_bf16_autocast(make_cfg, net: str) -> None
     model = instantiate(make_cfg(["+experiment=siamese", f"model/net={net}"]).model)
     x = torch.randn(4, 28, 28)
     with precision.forward_context(torch.device("cpu"), "bf16-mixed"):
-        emb = model(x)
-    assert emb.dtype == torch.float32
+        emb, own = model(x), model.net(x)
+    # the encoder's own last layer too, not only LitSiamese.forward's cast
+    assert emb.dtype == own.dtype == torch.float32
     with precision.forward_context(torch.device("cpu"), "32-true"):
         assert torch.is_autocast_enabled("cpu") is False
 

@@ -104,18 +104,17 @@ def test_killed_run_resumes_to_the_uninterrupted_metrics(
     last = killed / "checkpoints" / "last.ckpt"
     assert not (killed / "metrics.json").exists()
     assert (
-        torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 0
+        torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 0
     )  # first epoch done, not the second
     resumed = _train(tmp_path / "resumed", "seed=7", f"ckpt_path={last}")
     assert _metrics(resumed) == _metrics(reference)
     assert (
-        torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"]
-        == 1
+        torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["epoch"] == 1
     )
 
 
 def test_resumed_run_remembers_the_best_checkpoint_so_far(killed: Path, tmp_path: Path) -> None:
-    callbacks = torch.load(killed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)[
+    callbacks = torch.load(killed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)[
         "callbacks"
     ]
     (saved,) = [v for k, v in callbacks.items() if k.startswith(ResumableModelCheckpoint.__name__)]
@@ -174,7 +173,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path: Pat
     msg = str(err.value)
     assert re.search(r"loss became (nan|inf) at epoch 1", msg) and f"last good checkpoint is {last}" in msg
     assert "\n" not in msg and "model.optimizer.lr" in msg
-    state = torch.load(last, map_location="cpu", weights_only=False)
+    state = torch.load(last, map_location="cpu", weights_only=True)
     assert state["epoch"] == 0 and all(torch.isfinite(w).all() for w in state["state_dict"].values())
     assert not (tmp_path / "run" / "metrics.json").exists()
 

@@ -116,7 +116,7 @@ def test_ddp_on_two_cpu_processes_matches_a_single_process_test(tmp_path: Path, 
     assert "MEMBER: 1/2" in ddp.stdout + ddp.stderr  # rank 0 of a 2-process group
     ckpt = next((ddp_dir / "checkpoints").glob("epoch_*.ckpt"))
     # each rank trains on its half of the 1000 pairs per epoch: 500 // 128 steps, not 1000 // 128
-    assert torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"] == 500 // 128
+    assert torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] == 500 // 128
     single = run_cli(
         "siamese_lit.train",
         [*tiny(data__batch_size="128"), "train=false", f"ckpt_path={ckpt}", f"hydra.run.dir={single_dir}"],

@@ -1,5 +1,6 @@
 """Lightning callbacks of siamese_lit, configured in conf/callbacks/."""
 
+from siamese_lit.callbacks.progress import LogProgress
 from siamese_lit.callbacks.tensorboard import (
     ClassifierFigures,
     DistanceHistograms,
@@ -14,6 +15,7 @@ __all__ = [
     "ClassifierFigures",
     "DistanceHistograms",
     "EmbeddingProjector",
+    "LogProgress",
     "ModelSummaryText",
     "SiameseFigures",
     "log_final_hparams",

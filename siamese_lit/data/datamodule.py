@@ -62,6 +62,8 @@ class MNISTDataModule(L.LightningDataModule):
         check(eval_batch_size >= 1, f"data.eval_batch_size must be >= 1, got {eval_batch_size}.")
         check(0 < val_size < 60_000, f"data.val_size must be in 1..59999, got {val_size}.")
         check(std > 0, f"data.std must be > 0, got {std}.")
+        for name, size in (("train_size", train_size), ("test_size", test_size)):
+            check(size is None or size >= 1, f"data.{name} must be >= 1 (or null: all), got {size}.")
         for name, digits in (("classes", classes), ("test_classes", test_classes)):
             if digits is not None:
                 check(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -27,8 +28,31 @@ class ImageError(SiameseLitError):
     """An image file is missing, unreadable or blank."""
 
 
+def _nominal_max(mode: str, peak: float) -> float:
+    """The value of white in an integer or float image: 65535 for 16-bit modes; for 32-bit "I" and
+    "F" (which also hold 16-bit PNGs, and 0..1 or 0..255 floats), the smallest usual range holding
+    its brightest pixel."""
+    if mode.startswith("I;16"):
+        return 65535.0
+    return next((top for top in (1.0, 255.0, 65535.0) if peak <= top and (mode == "F" or top > 1)), peak)
+
+
+def _gray(img: Image.Image) -> Image.Image:
+    """Any PIL mode as "L" with its grey levels: PIL's own convert clips 16-bit and 32-bit values at
+    255 (a 16-bit scan would turn white) and scales no float range; transparency goes on white."""
+    if img.mode.startswith(("I", "F")):
+        values = np.asarray(img, dtype=np.float64)
+        top = _nominal_max(img.mode, float(values.max(initial=0.0)))
+        return Image.fromarray((values.clip(0, top) * (255 / top)).round().astype(np.uint8), "L")
+    if img.mode == "LAB":  # no conversion from LAB in PIL; L is its lightness
+        return img.getchannel("L")
+    if img.has_transparency_data:
+        img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
+    return img.convert("L")
+
+
 def read_gray(path: str | Path) -> Tensor:
-    """The file as a uint8 (H, W) grayscale tensor; transparency is composited on white."""
+    """The file as a uint8 (H, W) grayscale tensor (_gray: any mode and bit depth)."""
     p = Path(path)
     if not p.is_file():
         raise ImageError(f"{path}: no such image file.")
@@ -37,10 +61,7 @@ def read_gray(path: str | Path) -> Tensor:
     try:
         with Image.open(p) as img:
             img.draft("L", (MAX_SIDE, MAX_SIDE))  # JPEG: decode straight at a reduced size
-            img = ImageOps.exif_transpose(img)
-            if img.has_transparency_data:
-                img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
-            gray = img.convert("L")
+            gray = _gray(ImageOps.exif_transpose(img))
             gray.thumbnail((MAX_SIDE, MAX_SIDE))
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageError(f"{path} is not a readable image ({type(exc).__name__}).") from exc
@@ -63,8 +84,11 @@ def to_mnist(gray: Tensor, name: str = "image") -> Tensor:
 
 
 def _frame(x: Tensor) -> Tensor:
-    """Crop to the ink, scale its longer side to 20 pixels, centre its mass in 28x28 (as MNIST was made)."""
-    rows, cols = torch.nonzero(x > 0.25 * 255, as_tuple=True)
+    """Crop to the ink, scale its longer side to 20 pixels, centre its mass in 28x28 (as MNIST was made).
+
+    The ink is what reaches a quarter of the brightest pixel: relative, as the blank check before it
+    (a faint pencil digit may never reach a quarter of white)."""
+    rows, cols = torch.nonzero(x >= 0.25 * x.max(), as_tuple=True)
     x = x[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     scale = BOX / max(x.shape)
     h, w = (max(1, round(s * scale)) for s in x.shape)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from torch import Tensor
@@ -11,13 +12,15 @@ from siamese_lit.errors import DataError
 
 DATA_DIR_VARIABLE = "SIAMESE_LIT_DATA_DIR"
 
-# name -> (IDX magic number, item count, exact file size in bytes)
-MNIST_FILES: dict[str, tuple[int, int, int]] = {
-    "train-images-idx3-ubyte": (2051, 60_000, 16 + 60_000 * 28 * 28),
-    "train-labels-idx1-ubyte": (2049, 60_000, 8 + 60_000),
-    "t10k-images-idx3-ubyte": (2051, 10_000, 16 + 10_000 * 28 * 28),
-    "t10k-labels-idx1-ubyte": (2049, 10_000, 8 + 10_000),
+#: name -> the dimensions its IDX header must give (items, then rows and columns for images)
+MNIST_FILES: dict[str, tuple[int, ...]] = {
+    "train-images-idx3-ubyte": (60_000, 28, 28),
+    "train-labels-idx1-ubyte": (60_000,),
+    "t10k-images-idx3-ubyte": (10_000, 28, 28),
+    "t10k-labels-idx1-ubyte": (10_000,),
 }
+#: The IDX type code of unsigned bytes, the third byte of the magic number.
+UBYTE = 0x08
 
 
 def raw_folder(root: str | Path) -> Path:
@@ -37,23 +40,39 @@ def _missing_message(root: str | Path, missing: list[str], why: str) -> str:
     )
 
 
+def read_idx_header(path: Path) -> tuple[int, int, tuple[int, ...]]:
+    """(type code, number of dimensions, dimensions) of an IDX file: the magic number is two zero
+    bytes, the type and the number of dimensions; then one big-endian 32-bit size per dimension.
+    A field the file is too short for reads as -1."""
+    with path.open("rb") as f:
+        magic = f.read(4)
+        ndim = magic[3] if len(magic) == 4 and magic[:2] == b"\0\0" else -1
+        dims = f.read(4 * max(ndim, 0))
+    dtype = magic[2] if len(magic) == 4 and magic[:2] == b"\0\0" else -1
+    sizes = tuple(int.from_bytes(dims[i : i + 4], "big") for i in range(0, len(dims) - 3, 4))
+    return dtype, ndim, sizes + (-1,) * (max(ndim, 0) - len(sizes))
+
+
 def validate_mnist_files(root: str | Path) -> None:
-    """Check that the four IDX files exist with the right size, magic number and count."""
+    """Check that the four IDX files exist with the whole header MNIST's have (type, number of
+    dimensions, each dimension) and exactly the size that header implies."""
     missing = _missing(root)
     if missing:
         raise DataError(_missing_message(root, missing, "data.download=false"))
-    for name, (magic, count, size) in MNIST_FILES.items():
+    for name, dims in MNIST_FILES.items():
         path = raw_folder(root) / name
-        actual = path.stat().st_size
-        with path.open("rb") as f:
-            header = f.read(8)
-        got_magic = int.from_bytes(header[:4], "big") if len(header) >= 4 else -1
-        got_count = int.from_bytes(header[4:8], "big") if len(header) >= 8 else -1
-        if got_magic != magic or got_count != count:
-            raise DataError(
-                f"{path} is not an MNIST IDX file (magic {got_magic}, {got_count} items; expected "
-                f"magic {magic}, {count} items): replace it with the original file."
+        dtype, ndim, got = read_idx_header(path)
+        if (dtype, ndim, got) != (UBYTE, len(dims), dims):
+            found = (
+                f"type {dtype:#04x}, {ndim} dimensions: {'x'.join(map(str, got))}"
+                if ndim >= 0
+                else "no IDX magic number"
             )
+            raise DataError(
+                f"{path} is not an MNIST IDX file ({found}; expected type {UBYTE:#04x} (unsigned bytes), "
+                f"{len(dims)} dimensions: {'x'.join(map(str, dims))}): replace it with the original file."
+            )
+        size, actual = 4 + 4 * len(dims) + math.prod(dims), path.stat().st_size
         if actual != size:
             raise DataError(
                 f"{path} is truncated or corrupted ({actual} bytes, expected {size}): "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,8 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torchvision.utils import make_grid
+
+from siamese_lit.files import write_atomic, write_json
 
 
 def _pct(x: float | None) -> str:
@@ -245,9 +246,9 @@ def retrieval_grid(images: Tensor, labels: Tensor, queries: Tensor, found: Tenso
 def write_report(output_dir: Path, report: Mapping[str, Any], images: Mapping[str, Tensor]) -> None:
     """report.json, report.md and the TensorBoard logs: scalars, the image grids (by tag), report.md."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(output_dir / "report.json", report, sort_keys=False)
     markdown = to_markdown(report)
-    (output_dir / "report.md").write_text(markdown)
+    write_atomic(output_dir / "report.md", markdown)
     logger = TensorBoardLogger(
         save_dir=str(output_dir / "tensorboard"), name=None, version="", default_hp_metric=False
     )

@@ -8,18 +8,20 @@ from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
-from hydra.utils import get_class, instantiate
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from siamese_lit.errors import check
+from siamese_lit.specs import build as build_spec
+from siamese_lit.specs import check_target
 
 Spec = nn.Module | Mapping[str, Any] | None
 
 
-def build(spec: Spec) -> Any:
-    """An nn.Module as is; a Hydra config ({_target_: ...}) instantiated."""
-    return spec if isinstance(spec, nn.Module) or spec is None else instantiate(spec)
+def build(spec: Spec, where: str = "model.net") -> Any:
+    """An nn.Module as is; a Hydra config ({_target_: ...}) instantiated if its targets are allowed
+    (siamese_lit.specs: a checkpoint's hyper-parameters are such configs)."""
+    return spec if isinstance(spec, nn.Module) or spec is None else build_spec(spec, where, allowed_only=True)
 
 
 class LitBase(L.LightningModule):
@@ -57,13 +59,15 @@ class LitBase(L.LightningModule):
             self.log(f"train/{name}_epoch" if name == "loss" else f"train/{name}", metric)
 
     def configure_optimizers(self) -> Any:
-        optimizer = instantiate(self.hparams.optimizer, params=self.parameters())
+        optimizer = build_spec(
+            self.hparams.optimizer, "model.optimizer", allowed_only=True, params=self.parameters()
+        )
         if not self.hparams.get("scheduler"):
             return optimizer
         spec = dict(self.hparams.scheduler)
         interval = spec.pop("interval", "step")
         extra = {}
-        params = inspect.signature(get_class(spec["_target_"])).parameters
+        params = inspect.signature(check_target(spec["_target_"], "model.scheduler")).parameters
         if "total_steps" in params and spec.get("total_steps") is None:
             steps = self.trainer.estimated_stepping_batches
             check(
@@ -72,5 +76,5 @@ class LitBase(L.LightningModule):
                 "trainer.max_steps (not -1), or model.scheduler.total_steps, or model.scheduler=null.",
             )
             extra["total_steps"] = int(steps)
-        scheduler = instantiate(spec, optimizer=optimizer, **extra)
+        scheduler = build_spec(spec, "model.scheduler", allowed_only=True, optimizer=optimizer, **extra)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}

@@ -20,6 +20,14 @@ def _images(x: Tensor) -> Tensor:
     return x.squeeze(1) if x.dim() == 4 else x
 
 
+def _in_float32(layer: nn.Module, x: Tensor) -> Tensor:
+    """`layer(x)` in float32 even under mixed precision: the encoders' last layer gives the logits or
+    the embeddings, whose distances the Siamese model is scored on; bfloat16 would round them to 3
+    significant digits."""
+    with torch.autocast(x.device.type, enabled=False):
+        return layer(x.float())
+
+
 class SequenceEncoder(nn.Module):
     """Reads a digit as a sequence of its rows (28 steps of 28 pixels) with a recurrent network.
 
@@ -31,8 +39,7 @@ class SequenceEncoder(nn.Module):
     al., 2015): with 1.0 the cell carries the first rows of the digit to the last step from the first
     updates on (the README has the measured effect).
 
-    The projection runs in float32 even under mixed precision: the embeddings' distances are what
-    the Siamese model is scored on, and bfloat16 would round them to 3 significant digits.
+    The projection runs in float32 even under mixed precision (_in_float32), as every encoder's last layer.
     """
 
     def __init__(
@@ -83,8 +90,7 @@ class SequenceEncoder(nn.Module):
         if isinstance(h, tuple):  # LSTM: (h_n, c_n)
             h = h[0]
         last = h[-self.directions :]  # the last layer, each direction: (directions, B, H)
-        with torch.autocast(x.device.type, enabled=False):
-            return self.head(torch.cat(list(last), dim=1).float())
+        return _in_float32(self.head, torch.cat(list(last), dim=1))
 
 
 class CNNEncoder(nn.Module):
@@ -113,7 +119,8 @@ class CNNEncoder(nn.Module):
         self.out_dim = out_dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(_images(x).unsqueeze(1)))
+        hidden = self.head[:-1](self.features(_images(x).unsqueeze(1)))
+        return _in_float32(self.head[-1], hidden)
 
 
 class MLPEncoder(nn.Module):
@@ -135,4 +142,4 @@ class MLPEncoder(nn.Module):
         self.out_dim = out_dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(_images(x).flatten(1))
+        return _in_float32(self.net[-1], self.net[:-1](_images(x).flatten(1)))

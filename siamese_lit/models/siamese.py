@@ -95,11 +95,11 @@ class LitSiamese(LitBase):
         margin = loss.get("margin", 1.0) if isinstance(loss, Mapping) else getattr(loss, "margin", 1.0)
         check(margin > 0, f"model.loss.margin must be > 0, got {margin}.")
         self.net = build(net)
-        self.distance: Distance = build(distance) or Distance()
-        self.loss_fn = build(loss)
+        self.distance: Distance = build(distance, "model.distance") or Distance()
+        self.loss_fn = build(loss, "model.loss")
         if isinstance(self.loss_fn, ViewLoss):
             self.loss_fn.bind(self.distance)
-        self.projection = build(projection)
+        self.projection = build(projection, "model.projection")
         check(
             self.projection is None or isinstance(self.loss_fn, ViewLoss),
             "model.projection is a head for the views losses (model/loss=supcon, ntxent, ...): "

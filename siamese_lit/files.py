@@ -1,0 +1,45 @@
+"""Result files written whole and as strict JSON: a reader (or a killed run) never sees half a file.
+
+Free of torch and Lightning imports, so `siamese_lit.summarize` starts at once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+def finite(value: Any) -> Any:
+    """`value` with every non-finite float, however nested, as None: JSON has no NaN or Infinity
+    (json.dumps would write them, and strict readers refuse the file)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` all at once: into a temporary file of the same dir, then renamed over
+    `path`, so a reader (or a killed run) never sees a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Mapping[str, Any], sort_keys: bool = True) -> None:
+    """`data` as strict JSON (non-finite floats as null), written atomically."""
+    write_atomic(path, json.dumps(finite(data), indent=2, sort_keys=sort_keys, allow_nan=False) + "\n")
