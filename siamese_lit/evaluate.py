@@ -28,7 +28,7 @@ from siamese_lit.evaluation import protocols as P
 from siamese_lit.evaluation.corruptions import corruption_grid
 from siamese_lit.evaluation.metrics import pair_distances, verification
 from siamese_lit.evaluation.report import retrieval_grid, write_report
-from siamese_lit.evaluation.robustness import robustness
+from siamese_lit.evaluation.robustness import corruption_names, robustness
 from siamese_lit.evaluation.scoring import score_embeddings
 from siamese_lit.precision import forward_context
 from siamese_lit.specs import check_values
@@ -43,6 +43,9 @@ SETTINGS = {
     "gallery_knn_k": (int,),
     "correction.threshold": (float, type(None)),
     "retrieval.neighbours": (int,),
+    "oneshot_episodes": (int,),
+    "robustness.enabled": (bool,),
+    "robustness.seed": (int,),
 }
 
 
@@ -60,6 +63,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     claim_output_dir(output_dir, markers=("report.json", "metrics.json", "checkpoints"))
     check_values(cfg, SETTINGS)
+    corruptions = corruption_names(cfg.robustness.corruptions) if cfg.robustness.enabled else []
     check(
         cfg.retrieval.neighbours >= 1, f"retrieval.neighbours must be >= 1, got {cfg.retrieval.neighbours}."
     )
@@ -147,7 +151,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     t = timer.step("retrieval", t)
     images = {"retrieval/nearest": grid}
     if cfg.robustness.enabled:
-        report["robustness"] = _robustness(cfg, dm, siamese, classifier, (gal_emb, y_gal))
+        clean = (emb, (gal_emb, y_gal))
+        report["robustness"] = _robustness(cfg, dm, siamese, classifier, corruptions, clean)
         images["robustness/corruptions"] = corruption_grid(dm.splits["test"][0][0].cpu(), cfg.robustness.seed)
         t = timer.step("robustness", t)
     timer["total"] = sum(timer.values())
@@ -218,12 +223,19 @@ def _correction(
 
 
 def _robustness(
-    cfg: DictConfig, dm: PairDataModule, siamese: Any, classifier: Any, gallery: tuple[torch.Tensor, ...]
+    cfg: DictConfig,
+    dm: PairDataModule,
+    siamese: Any,
+    classifier: Any,
+    corruptions: list[str],
+    clean: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]],
 ) -> dict[str, Any]:
     """The robustness suite (siamese_lit.evaluation.robustness) on the test images, against the clean
-    gallery; the classifier's accuracy too when one is given."""
+    gallery; the classifier's accuracy too when one is given. `clean`: the test and gallery
+    embeddings the report already computed."""
     x, y = dm.splits["test"]
-    device = gallery[0].device
+    test_emb, gallery = clean
+    device = test_emb.device
 
     def run(model_forward: Any) -> Any:
         def forward(images: torch.Tensor) -> torch.Tensor:
@@ -238,9 +250,10 @@ def _robustness(
         run(siamese.embed),
         gallery,
         knn_k=cfg.gallery_knn_k,
-        names=cfg.robustness.corruptions,
+        names=corruptions,
         seed=cfg.robustness.seed,
         classify=run(classifier.predict_logits) if classifier is not None else None,
+        clean=test_emb,
     )
 
 

@@ -207,6 +207,12 @@ CASES = [
         f"ckpt_path=<siamese> retrieval.neighbours=abc {EVALUATE}",
         r"retrieval\.neighbours must be int",
     ),
+    _case(
+        "evaluate-unknown-corruption",
+        "evaluate",
+        f"ckpt_path=<siamese> robustness.corruptions=[lowres_9] {EVALUATE}",
+        r"robustness\.corruptions: unknown \['lowres_9'\]",
+    ),
     # 3. checkpoints of the wrong kind, empty, truncated, of other shapes: train validates them too
     _case(
         "train-wrong-kind",

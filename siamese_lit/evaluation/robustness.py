@@ -23,6 +23,15 @@ from siamese_lit.evaluation.scoring import score_embeddings
 Forward = Callable[[Tensor], Tensor]
 
 
+def corruption_names(names: Sequence[str] | None) -> list[str]:
+    """The corruptions a `robustness.corruptions` setting names (None: all of them), checked, so that
+    a typo stops the evaluation before any work."""
+    names = list(CORRUPTIONS) if names is None else list(names)
+    unknown = [n for n in names if n not in CORRUPTIONS]
+    check(not unknown, f"robustness.corruptions: unknown {unknown}; valid: {', '.join(CORRUPTIONS)}.")
+    return names
+
+
 def robustness(
     images: Tensor,
     labels: Tensor,
@@ -33,17 +42,21 @@ def robustness(
     names: Sequence[str] | None = None,
     seed: int = 0,
     classify: Forward | None = None,
+    clean: Tensor | None = None,
 ) -> dict[str, Any]:
     """Per corruption (and `clean`): `knn_acc`, `prototype_acc` and, with `classify`, `classifier_acc`;
     `means` over all corruptions, the `trained` and the `held_out` kinds; the `worst` corruption of each
-    figure. `names` None: every corruption of the suite."""
-    names = list(CORRUPTIONS) if names is None else list(names)
-    unknown = [n for n in names if n not in CORRUPTIONS]
-    check(not unknown, f"robustness.corruptions: unknown {unknown}; valid: {', '.join(CORRUPTIONS)}.")
+    figure. `names` None: every corruption of the suite. `clean`: the clean images' embeddings when
+    the caller has them already (they are not computed again)."""
+    names = corruption_names(names)
     rows: dict[str, dict[str, float]] = {}
     for name in ["clean", *names]:
-        x = images if name == "clean" else corrupt(images, name, seed)
-        figures = score_embeddings(embed(x), labels, gallery=gallery, knn_k=knn_k)
+        if name == "clean":
+            x, emb = images, (embed(images) if clean is None else clean)
+        else:
+            x = corrupt(images, name, seed)
+            emb = embed(x)
+        figures = score_embeddings(emb, labels, gallery=gallery, knn_k=knn_k)
         rows[name] = {k: figures[k] for k in ("knn_acc", "prototype_acc")}
         if classify is not None:
             rows[name]["classifier_acc"] = float((classify(x).argmax(1) == labels).float().mean())
