@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from siamese_lit import PROJECT_ROOT
 from siamese_lit.data.augment import (
     RandomBlur,
+    RandomLines,
     RandomNoise,
     RandomResolution,
     RandomStrokeWidth,
@@ -35,8 +36,10 @@ MODULES = {
     "stroke": lambda: RandomStrokeWidth(p=1.0),
     "noise": lambda: RandomNoise(0.3, p=1.0),
     "blur": lambda: RandomBlur((0.1, 1.5), p=1.0),
+    "lines": lambda: RandomLines(3, p=1.0),
     "affine": affine,
     "robust": robust,
+    "robust_lines": lambda: robust(max_lines=3),
 }
 
 
@@ -104,6 +107,33 @@ def test_noise_level_is_drawn_per_image(digits: Tensor) -> None:
     torch.manual_seed(0)
     std = (RandomNoise(0.3, p=1.0)(digits) - digits).std(dim=(-3, -2, -1))
     assert std.max() < 0.31 and std.min() < 0.05 and std.max() - std.min() > 0.2
+
+
+def test_lines_only_add_ink_and_cross_the_image(digits: Tensor) -> None:
+    torch.manual_seed(0)
+    out = RandomLines(3, p=1.0)(digits)
+    assert (out >= digits).all()
+    added = ((out - digits) > 0.5).sum(dim=(-3, -2, -1))
+    assert (added >= 10).all()  # at least one line across a good part of every image
+    assert torch.equal(RandomLines(3, p=0.0)(digits), digits)
+
+
+def test_axis_aligned_lines_are_rows_or_columns() -> None:
+    """On a black image, one axis-aligned line is constant along its row (or column) and at most two
+    pixels wide (anti-aliased)."""
+    torch.manual_seed(0)
+    out = RandomLines(1, width=(1.0, 1.0), axis_p=1.0, p=1.0)(torch.zeros(64, 1, 28, 28))[:, 0]
+    along_rows = ((out - out[:, :, :1]).abs() < 1e-5).all(dim=2).all(dim=1)
+    along_cols = ((out - out[:, :1, :]).abs() < 1e-5).all(dim=2).all(dim=1)
+    assert (along_rows | along_cols).all() and along_rows.any() and along_cols.any()
+    assert torch.allclose(out.sum(dim=(1, 2)), torch.full((64,), 28.0), atol=1e-3)  # width 1, anti-aliased
+
+
+def test_lines_count_and_width_checked() -> None:
+    with pytest.raises(ConfigError, match="max_lines"):
+        RandomLines(0)
+    with pytest.raises(ConfigError, match="width"):
+        RandomLines(2, width=(2.0, 1.0))
 
 
 @pytest.mark.parametrize("policy", ["affine", "robust"])

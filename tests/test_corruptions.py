@@ -61,10 +61,12 @@ def test_every_corruption_is_flagged_as_trained_or_held_out() -> None:
     assert held_out == {
         "motion_blur",
         "shear",
+        "glass_blur",
+        "shot_noise",
         "impulse_noise",
-        "stripes",
         "contrast",
         "brightness",
+        "fog",
     }
     assert all(c.name == n and c.description for n, c in CORRUPTIONS.items())
 
@@ -103,6 +105,30 @@ def test_photometric_corruptions(digits: Tensor) -> None:
     assert 0.05 < flipped.float().mean() < 0.1
 
 
+def test_shot_noise_is_photon_counts_on_the_ink_only(digits: Tensor) -> None:
+    out = corrupt(digits, "shot_noise")
+    assert (out[digits == 0] == 0).all()  # no light, no photons
+    assert set(out.unique().tolist()) <= {0, 85, 170, 255}  # k / 3 photons, clamped
+    ink_mean = out[digits == 255].float().mean() / 255
+    assert 0.74 < ink_mean < 0.81  # Poisson of mean 3, clamped at 3: E[min(N, 3)] / 3 = 0.776
+
+
+def test_glass_blur_scatters_the_ink_locally(digits: Tensor) -> None:
+    out = corrupt(digits, "glass_blur")
+    moved = (centre_of_mass(out) - centre_of_mass(digits)).norm(dim=1)
+    assert moved.median() < 0.5 and moved.max() < 2
+    assert not torch.equal(out, corrupt(digits, "gaussian_blur"))
+    assert (ink(out) < ink(digits)).float().mean() > 0.9  # the strokes break up and fade
+
+
+def test_fog_fades_the_digit_into_an_uneven_cloud(digits: Tensor) -> None:
+    out = corrupt(digits, "fog").float() / 255
+    background = digits == 0
+    assert (out.amax(dim=(1, 2)) <= 1.0).all() and (out[background].mean() > 0.15)
+    spread = torch.stack([o[b].std() for o, b in zip(out[:50], background[:50], strict=True)])
+    assert (spread > 0.03).all()  # a cloud, not a uniform grey
+
+
 def test_occlusion_hides_part_of_the_ink(digits: Tensor) -> None:
     kept = ink(corrupt(digits, "occlusion")).float() / ink(digits)
     assert (kept < 1).float().mean() > 0.95 and kept.median() > 0.5
@@ -118,4 +144,4 @@ def test_grid_shows_the_digit_clean_then_under_every_corruption(digits: Tensor) 
 
 def test_unknown_corruption_is_a_config_error(digits: Tensor) -> None:
     with pytest.raises(ConfigError, match="valid: lowres_8, lowres_12"):
-        corrupt(digits, "fog")
+        corrupt(digits, "frost")

@@ -3,9 +3,9 @@
 A policy takes a float batch (B, 1, H, W) of white-on-black digits in [0, 1] (before normalisation,
 so the black background is 0 and zero padding matches it) and returns the same shape. kornia.augmentation
 does the affine warp and the erasing; what it lacks is written here as small batched modules:
-resolution loss (`RandomResolution`), stroke width (`RandomStrokeWidth`) and noise of a random level
-(`RandomNoise`; kornia's Gaussian noise has one fixed std), and the Gaussian blur (`RandomBlur`), which
-kornia has but at several times the cost.
+resolution loss (`RandomResolution`), stroke width (`RandomStrokeWidth`), noise of a random level
+(`RandomNoise`; kornia's Gaussian noise has one fixed std), stray pen or ruling lines (`RandomLines`),
+and the Gaussian blur (`RandomBlur`), which kornia has but at several times the cost.
 
 Policies are built from plain configs (`conf/data/augment/*.yaml`) by `build_augmentation`, so a
 checkpoint's hyper-parameters rebuild them.
@@ -148,6 +148,56 @@ class RandomNoise(nn.Module):
         return images + std * torch.randn_like(images)
 
 
+class RandomLines(nn.Module):
+    """Per image, with probability p, 1 to `max_lines` straight white lines across it: the ruling of a
+    form or of lined paper, a stray pen stroke.
+
+    Each line has a random width in `width` (pixels) and passes through a random point of the central
+    `extent` of the image; it is horizontal or vertical with probability `axis_p` (rulings and form
+    boxes), at a uniform angle otherwise. Drawn anti-aliased from each pixel's distance to the line, all
+    lines of all images at once: (B, L, H, W) distances, then a max over the lines.
+    """
+
+    def __init__(
+        self,
+        max_lines: int = 3,
+        width: Sequence[float] = (1.0, 2.0),
+        axis_p: float = 0.5,
+        extent: float = 0.6,
+        p: float = 0.5,
+    ) -> None:
+        super().__init__()
+        check(max_lines >= 1, f"RandomLines max_lines must be >= 1, got {max_lines}.")
+        check(0 < width[0] <= width[1], f"RandomLines width must be (min, max) > 0, got {width}.")
+        self.max_lines, self.width, self.axis_p, self.extent, self.p = (
+            max_lines, (float(width[0]), float(width[1])), axis_p, extent, p,
+        )
+
+    def forward(self, images: Tensor) -> Tensor:
+        b, _, h, w = images.shape
+        n, dev, dt = self.max_lines, images.device, images.dtype
+
+        def draw() -> Tensor:
+            return torch.rand(b, n, device=dev, dtype=dt)
+
+        # the line's normal: axis-aligned (0 or 90 degrees) or uniform; a central point it goes through
+        angle = torch.where(
+            draw() < self.axis_p, (draw() < 0.5).to(dt) * (torch.pi / 2), draw() * torch.pi
+        )
+        centre_y = (0.5 + (draw() - 0.5) * self.extent) * h
+        centre_x = (0.5 + (draw() - 0.5) * self.extent) * w
+        half = (self.width[0] + draw() * (self.width[1] - self.width[0])) / 2
+        ys = torch.arange(h, device=dev, dtype=dt).view(1, 1, h, 1) + 0.5
+        xs = torch.arange(w, device=dev, dtype=dt).view(1, 1, 1, w) + 0.5
+        cos, sin = (t.view(b, n, 1, 1) for t in (torch.cos(angle), torch.sin(angle)))
+        dist = ((ys - centre_y.view(b, n, 1, 1)) * cos + (xs - centre_x.view(b, n, 1, 1)) * sin).abs()
+        ink = (half.view(b, n, 1, 1) + 0.5 - dist).clamp(0.0, 1.0)
+        # 1..max_lines lines per chosen image, none for the others
+        count = torch.randint(1, n + 1, (b, 1), device=dev) * _chosen(self.p, b, dev).view(b, 1)
+        ink = ink * (torch.arange(n, device=dev).view(1, n) < count).view(b, n, 1, 1)
+        return torch.maximum(images, ink.amax(1, keepdim=True))
+
+
 def affine(
     degrees: float = 10.0, translate: float = 0.1, scale: Sequence[float] = (0.9, 1.1), p: float = 1.0
 ) -> K.RandomAffine:
@@ -164,18 +214,22 @@ def robust(
     blur_sigma: Sequence[float] = (0.1, 1.5),
     noise_std: float = 0.3,
     erase: Sequence[float] = (0.04, 0.12),
+    max_lines: int = 3,
     p: float = 0.4,
 ) -> nn.Sequential:
-    """Affine, resolution loss, Gaussian blur, stroke width, noise and erasing, each applied with
-    probability p.
+    """Affine, lines (when `max_lines` > 0), resolution loss, Gaussian blur, stroke width, noise and
+    erasing, each applied with probability p.
 
     Shear is left out on purpose: it stays a held-out corruption of the robustness suite. Erasing
     (Cutout, DeVries & Taylor 2017: a black rectangle of `erase` (min, max) of the image's area) is the
-    kind of damage of the suite's `occlusion`. Noise comes last, so it is not blurred away; the final
-    clamp keeps the range of a real (clamped) image.
+    kind of damage of the suite's `occlusion`, lines that of its `stripes`. Lines are drawn before the
+    resampling and blur, which soften them as they soften the digit; noise comes last, so it is not
+    blurred away; the final clamp keeps the range of a real (clamped) image.
     """
+    lines = [RandomLines(max_lines, p=p)] if max_lines > 0 else []
     return nn.Sequential(
         affine(degrees, translate, scale, p),
+        *lines,
         RandomResolution(sizes, p),
         RandomBlur(blur_sigma, p),
         RandomStrokeWidth(p),

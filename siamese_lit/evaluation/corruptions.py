@@ -113,6 +113,12 @@ def _gaussian_noise(x: Tensor, generator: torch.Generator) -> Tensor:
     return x + 0.3 * torch.randn(x.shape, generator=generator).to(x.device)
 
 
+def _shot_noise(x: Tensor, generator: torch.Generator, photons: float = 3.0) -> Tensor:
+    """Poisson (photon) noise: each pixel a Poisson count of mean `photons` x its level, over `photons`
+    (MNIST-C's strongest level): the ink turns grainy, the black background stays black."""
+    return torch.poisson(x.cpu() * photons, generator=generator).to(x.device) / photons
+
+
 def _impulse_noise(x: Tensor, generator: torch.Generator) -> Tensor:
     """Salt and pepper: 10% of the pixels set to white or black, evenly."""
     u = _rand(generator, x, *x.shape)
@@ -128,6 +134,35 @@ def _stripes(x: Tensor, generator: torch.Generator, count: int = 3) -> Tensor:
     cols = rows.view(1, 1, 1, h)
     lines = torch.where(vertical, cols == position, rows == position).any(1, keepdim=True)
     return torch.where(lines, 1.0, x)
+
+
+def _glass_blur(x: Tensor, generator: torch.Generator, sigma: float = 0.7, rounds: int = 2) -> Tensor:
+    """MNIST-C's glass blur, batched: Gaussian blur, `rounds` times every pixel replaced by a random
+    one of its 3x3 neighbours (MNIST-C swaps pairs one at a time), Gaussian blur again."""
+    n, _, h, w = x.shape
+    x = KF.gaussian_blur2d(x, 5, (sigma, sigma), border_type="constant")
+    rows = torch.arange(h, device=x.device).view(1, 1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, 1, w)
+    for _ in range(rounds):
+        dy, dx = ((_rand(generator, x, 2, *x.shape) * 3).long() - 1).unbind(0)
+        source = (rows + dy).clamp(0, h - 1) * w + (cols + dx).clamp(0, w - 1)
+        x = x.flatten(2).gather(2, source.flatten(2)).view(n, 1, h, w)
+    return KF.gaussian_blur2d(x, 5, (sigma, sigma), border_type="constant")
+
+
+def _fog(x: Tensor, generator: torch.Generator, strength: float = 1.5, decay: float = 2.0) -> Tensor:
+    """MNIST-C's fog at its first level: a fractal cloud (value noise, octaves 2 to 32 cells halving in
+    weight as in its plasma fractal), scaled to [0, strength], added, and the image rescaled so that
+    the ink keeps its share of the range: the digit fades into uneven grey."""
+    n, _, h, w = x.shape
+    cloud = torch.zeros(n, 1, 32, 32, device=x.device)
+    for octave in range(1, 6):
+        cells = _rand(generator, x, n, 1, 2**octave, 2**octave) * 2 - 1
+        cloud += F.interpolate(cells, size=32, mode="bilinear", align_corners=False) / decay**octave
+    cloud = cloud[..., :h, :w]
+    low, high = cloud.amin((-2, -1), keepdim=True), cloud.amax((-2, -1), keepdim=True)
+    peak = x.amax((-2, -1), keepdim=True)
+    return (x + strength * (cloud - low) / (high - low)) * peak / (peak + strength)
 
 
 def _occlusion(x: Tensor, generator: torch.Generator, side: int = 8) -> Tensor:
@@ -160,6 +195,7 @@ CORRUPTIONS: dict[str, Corruption] = {
         Corruption("lowres_16", _lowres(16), "area down to 16x16, bilinear back up", True),
         Corruption("gaussian_blur", _gaussian_blur, "Gaussian blur, sigma 1.5 px", True),
         Corruption("motion_blur", _motion_blur, "7 px linear motion blur at a random angle", False),
+        Corruption("glass_blur", _glass_blur, "blur, pixels shuffled among neighbours twice, blur", False),
         Corruption("thick", _thick, "strokes thickened: 3x3 dilation", True),
         Corruption("thin", _thin, "strokes thinned: 2x2 erosion", True),
         Corruption("rotate", _rotate, "rotated 30 degrees, random direction", True),
@@ -167,11 +203,13 @@ CORRUPTIONS: dict[str, Corruption] = {
         Corruption("scale", _scale, "zoomed out to 0.6 or in to 1.3, at random", True),
         Corruption("translate", _translate, "shifted 4 px up, down, left or right", True),
         Corruption("gaussian_noise", _gaussian_noise, "Gaussian noise, std 0.3 of the range", True),
+        Corruption("shot_noise", _shot_noise, "Poisson noise, 3 photons at full ink", False),
         Corruption("impulse_noise", _impulse_noise, "salt and pepper on 10% of the pixels", False),
-        Corruption("stripes", _stripes, "3 white horizontal or vertical lines", False),
+        Corruption("stripes", _stripes, "3 white horizontal or vertical lines", True),
         Corruption("occlusion", _occlusion, "black 8x8 patch over the ink", True),
         Corruption("contrast", _contrast, "contrast reduced to 0.3 about the mean", False),
         Corruption("brightness", _brightness, "background raised by 0.4", False),
+        Corruption("fog", _fog, "fractal grey cloud of up to 1.5x the ink, rescaled", False),
     ]
 }
 

@@ -13,6 +13,9 @@ from torch import Tensor, nn
 from siamese_lit.errors import check
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+#: what SequenceEncoder projects: the last layer's final hidden state, every layer's, or the last
+#: layer's outputs averaged over the rows
+READOUTS = ("last", "layers", "mean")
 
 
 def _images(x: Tensor) -> Tensor:
@@ -39,6 +42,13 @@ class SequenceEncoder(nn.Module):
     al., 2015): with 1.0 the cell carries the first rows of the digit to the last step from the first
     updates on (the README has the measured effect).
 
+    `readout` picks what is projected: `last` (the article's), `layers` (the final hidden state of
+    every layer, concatenated: the lower layers keep more of the strokes than of the trained classes)
+    or `mean` (the last layer's outputs averaged over the rows).
+
+    `standardize` rescales each image to zero mean and unit variance before reading it, so a digit's
+    overall brightness and contrast (a scanner's levels) cannot change its embedding.
+
     The projection runs in float32 even under mixed precision (_in_float32), as every encoder's last layer.
     """
 
@@ -52,9 +62,12 @@ class SequenceEncoder(nn.Module):
         dropout: float = 0.0,
         out_dim: int = 10,
         forget_bias: float | None = None,
+        standardize: bool = False,
+        readout: str = "last",
     ) -> None:
         super().__init__()
         check(cell in CELLS, f"model.net.cell must be one of {sorted(CELLS)}, got {cell!r}.")
+        check(readout in READOUTS, f"model.net.readout must be one of {list(READOUTS)}, got {readout!r}.")
         check(hidden_size >= 1, f"model.net.hidden_size must be >= 1, got {hidden_size}.")
         check(num_layers >= 1, f"model.net.num_layers must be >= 1, got {num_layers}.")
         check(0 <= dropout < 1, f"model.net.dropout must be in [0, 1), got {dropout}.")
@@ -72,8 +85,9 @@ class SequenceEncoder(nn.Module):
         if cell == "lstm" and forget_bias is not None:
             self._init_forget_gates(forget_bias)
         self.directions = 2 if bidirectional else 1
-        self.head = nn.Linear(hidden_size * self.directions, out_dim)
-        self.out_dim = out_dim
+        features = hidden_size * self.directions * (num_layers if readout == "layers" else 1)
+        self.head = nn.Linear(features, out_dim)
+        self.out_dim, self.standardize, self.readout = out_dim, standardize, readout
 
     @torch.no_grad()
     def _init_forget_gates(self, value: float) -> None:
@@ -86,11 +100,18 @@ class SequenceEncoder(nn.Module):
                 bias[h : 2 * h] = value if name.startswith("bias_ih") else 0.0
 
     def forward(self, x: Tensor) -> Tensor:
-        _, h = self.rnn(_images(x))
+        x = _images(x)
+        if self.standardize:
+            std, mean = torch.std_mean(x, dim=(-2, -1), keepdim=True)
+            x = (x - mean) / (std + 1e-5)  # a blank image stays 0
+        out, h = self.rnn(x)
+        if self.readout == "mean":
+            return _in_float32(self.head, out.mean(1))
         if isinstance(h, tuple):  # LSTM: (h_n, c_n)
             h = h[0]
-        last = h[-self.directions :]  # the last layer, each direction: (directions, B, H)
-        return _in_float32(self.head, torch.cat(list(last), dim=1))
+        # (layers * directions, B, H): the last layer's directions, or all of them
+        states = h[-self.directions :] if self.readout == "last" else h
+        return _in_float32(self.head, torch.cat(list(states), dim=1))
 
 
 class CNNEncoder(nn.Module):
