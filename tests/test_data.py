@@ -143,6 +143,28 @@ def test_views_mode_gives_two_different_views_of_the_same_images(data_dir: Path)
     assert d.diagonal().mean() < d[~torch.eye(16, dtype=torch.bool)].mean()
 
 
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+def test_clean_views_leaves_that_share_of_first_views_unaugmented(data_dir: Path, share: float) -> None:
+    robust = {"_target_": "siamese_lit.data.augment.robust"}
+    dm = PairDataModule(
+        str(data_dir), download=False, mode="views", augment=robust, batch_size=256, clean_views=share
+    )
+    dm.setup()
+    x, y = next(iter(dm.train_dataloader()))
+
+    class _T:  # stands in for the Trainer's training flag
+        training = True
+
+    dm.trainer = _T()  # type: ignore[assignment]
+    torch.manual_seed(0)
+    first, second, _ = dm.on_after_batch_transfer((x, y), 0)
+    dm.trainer = None
+    clean = (first == dm.normalize(x)).flatten(1).all(1).float().mean()
+    untouched = 0.6**7  # robust() leaves an image alone with probability (1 - p)^7, p = 0.4
+    assert abs(clean - (share + (1 - share) * untouched)) < 0.08  # 256 draws
+    assert (second == dm.normalize(x)).flatten(1).all(1).float().mean() < 0.1  # the second: as before
+
+
 def test_views_mode_needs_an_augmentation(data_dir: Path) -> None:
     with pytest.raises(ConfigError, match="data.mode=views trains on two augmented views"):
         PairDataModule(str(data_dir), download=False, mode="views")

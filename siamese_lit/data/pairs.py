@@ -106,6 +106,8 @@ class PairDataModule(MNISTDataModule):
         pairs_per_epoch: training pairs per epoch (None = one per training image).
         eval_pairs: fixed pairs drawn from the val and from the test images.
         gallery_size: labelled training images the k-NN and prototype metrics compare with.
+        clean_views: (mode "views") share of the first views left clean, not augmented: the loss
+            then also ties damaged digits to clean ones, the digits the clean test set has.
     """
 
     def __init__(
@@ -116,6 +118,7 @@ class PairDataModule(MNISTDataModule):
         pairs_per_epoch: int | None = None,
         eval_pairs: int = 10_000,
         gallery_size: int = 10_000,
+        clean_views: float = 0.0,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -136,6 +139,8 @@ class PairDataModule(MNISTDataModule):
         check(pairs_per_epoch is None or pairs_per_epoch >= 1, "data.pairs_per_epoch must be >= 1 or null.")
         check(eval_pairs >= 2, f"data.eval_pairs must be >= 2, got {eval_pairs}.")
         check(gallery_size >= 1, f"data.gallery_size must be >= 1, got {gallery_size}.")
+        check(0 <= clean_views <= 1, f"data.clean_views must be in [0, 1], got {clean_views}.")
+        self.clean_views = clean_views
         self.mode, self.similar_fraction = mode, similar_fraction
         self.pairs_per_epoch, self.num_eval_pairs, self.gallery_size = (
             pairs_per_epoch,
@@ -202,7 +207,11 @@ class PairDataModule(MNISTDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if self.mode == "views" and self.trainer is not None and self.trainer.training:
             images, labels = batch
-            return self.augmented(images), self.augmented(images), labels
+            first = self.augmented(images)
+            if self.clean_views > 0:
+                clean = torch.rand(len(images), 1, 1, device=images.device) < self.clean_views
+                first = torch.where(clean, self.normalize(images), first)
+            return first, self.augmented(images), labels
         return super().on_after_batch_transfer(batch, dataloader_idx)
 
     def val_dataloader(self) -> list[BatchLoader]:
