@@ -19,8 +19,10 @@ from siamese_lit.data.augment import (
     RandomNoise,
     RandomResolution,
     RandomStrokeWidth,
+    SYMMETRIES,
     affine,
     build_augmentation,
+    new_classes,
     robust,
 )
 from siamese_lit.data.mnist import load_mnist
@@ -162,3 +164,26 @@ def test_bad_spec_is_a_config_error() -> None:
         build_augmentation({"_target_": "builtins.dict"})
     with pytest.raises(ConfigError, match="mapping or null"):
         build_augmentation("robust")
+
+
+def test_new_classes_label_each_symmetry_of_each_digit_apart(digits: Tensor) -> None:
+    images, labels = (digits[:, 0] * 255).to(torch.uint8), torch.arange(200) % 10
+    names = ["hflip", "rot90", "transpose"]
+    torch.manual_seed(0)
+    out, new = new_classes(images, labels, names)
+    assert out.dtype == torch.uint8 and out.shape == images.shape
+    k = (new - labels) // 10
+    assert torch.equal(new % 10, labels) and set(k.tolist()) == {0, 1, 2, 3}  # every variant drawn
+    ops = [lambda x: x, *(SYMMETRIES[n] for n in names)]
+    for i in range(len(images)):
+        assert torch.equal(out[i], ops[int(k[i])](images[i]))
+    assert torch.equal(new_classes(images, labels, [])[0], images)
+
+
+def test_symmetries_are_the_square_s_and_change_a_digit(digits: Tensor) -> None:
+    x = digits[:50, 0]
+    assert torch.equal(SYMMETRIES["rot90"](SYMMETRIES["rot270"](x)), x)
+    assert torch.equal(SYMMETRIES["rot180"](x), SYMMETRIES["hflip"](SYMMETRIES["vflip"](x)))
+    assert torch.equal(SYMMETRIES["transpose"](x), SYMMETRIES["vflip"](SYMMETRIES["rot90"](x)))
+    for op in SYMMETRIES.values():
+        assert (op(x) - x).abs().flatten(1).sum(1).min() > 0

@@ -165,6 +165,12 @@ def test_clean_views_leaves_that_share_of_first_views_unaugmented(data_dir: Path
     assert (second == dm.normalize(x)).flatten(1).all(1).float().mean() < 0.1  # the second: as before
 
 
+def test_unknown_symmetry_for_new_classes_is_a_config_error(data_dir: Path) -> None:
+    robust = {"_target_": "siamese_lit.data.augment.robust"}
+    with pytest.raises(ConfigError, match=r"data.new_classes: unknown \['flip'\]; valid: hflip"):
+        PairDataModule(str(data_dir), download=False, mode="views", augment=robust, new_classes=["flip"])
+
+
 def test_views_mode_needs_an_augmentation(data_dir: Path) -> None:
     with pytest.raises(ConfigError, match="data.mode=views trains on two augmented views"):
         PairDataModule(str(data_dir), download=False, mode="views")

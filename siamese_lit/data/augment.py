@@ -198,6 +198,32 @@ class RandomLines(nn.Module):
         return torch.maximum(images, ink.amax(1, keepdim=True))
 
 
+#: symmetries of the square as ops on (..., H, W): each turns a digit into a shape no digit has (a
+#: mirrored 3, a 4 on its side), which `new_classes` makes a class of its own
+SYMMETRIES = {
+    "hflip": lambda x: x.flip(-1),
+    "vflip": lambda x: x.flip(-2),
+    "rot90": lambda x: x.rot90(1, (-2, -1)),
+    "rot180": lambda x: x.rot90(2, (-2, -1)),
+    "rot270": lambda x: x.rot90(3, (-2, -1)),
+    "transpose": lambda x: x.transpose(-2, -1),
+}
+
+
+def new_classes(images: Tensor, labels: Tensor, symmetries: Sequence[str]) -> tuple[Tensor, Tensor]:
+    """Each image left as it is or put under one of `symmetries` (SYMMETRIES' names), drawn uniformly
+    per image; the label of the k-th symmetry becomes label + 10 k: a new class per (digit, symmetry).
+
+    Class augmentation, as few-shot learning does with rotated Omniglot characters: a model trained on
+    five digits learns what separates five shapes; with their mirrored and turned versions it learns to
+    separate several times more, which is what digits it never saw need. All variants of the batch are
+    built at once and one is picked per image by indexing.
+    """
+    variants = torch.stack([images, *(SYMMETRIES[name](images) for name in symmetries)])
+    k = torch.randint(len(variants), (len(images),), device=images.device)
+    return variants[k, torch.arange(len(images), device=images.device)], labels + 10 * k
+
+
 def affine(
     degrees: float = 10.0, translate: float = 0.1, scale: Sequence[float] = (0.9, 1.1), p: float = 1.0
 ) -> K.RandomAffine:

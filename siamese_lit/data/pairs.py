@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from siamese_lit.data.augment import SYMMETRIES, new_classes
 from siamese_lit.data.datamodule import MNISTDataModule
 from siamese_lit.data.loader import BatchLoader, seeded
 from siamese_lit.errors import check
@@ -108,6 +109,9 @@ class PairDataModule(MNISTDataModule):
         gallery_size: labelled training images the k-NN and prototype metrics compare with.
         clean_views: (mode "views") share of the first views left clean, not augmented: the loss
             then also ties damaged digits to clean ones, the digits the clean test set has.
+        new_classes: (mode "views") symmetries of the square (siamese_lit.data.augment.SYMMETRIES)
+            that make new training classes of the digits (`augment.new_classes`): each image is
+            left as it is or mirrored/turned, both views alike, and labelled (digit, symmetry).
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class PairDataModule(MNISTDataModule):
         eval_pairs: int = 10_000,
         gallery_size: int = 10_000,
         clean_views: float = 0.0,
+        new_classes: Sequence[str] = (),
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -140,7 +145,9 @@ class PairDataModule(MNISTDataModule):
         check(eval_pairs >= 2, f"data.eval_pairs must be >= 2, got {eval_pairs}.")
         check(gallery_size >= 1, f"data.gallery_size must be >= 1, got {gallery_size}.")
         check(0 <= clean_views <= 1, f"data.clean_views must be in [0, 1], got {clean_views}.")
-        self.clean_views = clean_views
+        unknown = sorted(set(new_classes) - set(SYMMETRIES))
+        check(not unknown, f"data.new_classes: unknown {unknown}; valid: {', '.join(SYMMETRIES)}.")
+        self.clean_views, self.new_classes = clean_views, list(new_classes)
         self.mode, self.similar_fraction = mode, similar_fraction
         self.pairs_per_epoch, self.num_eval_pairs, self.gallery_size = (
             pairs_per_epoch,
@@ -207,6 +214,8 @@ class PairDataModule(MNISTDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if self.mode == "views" and self.trainer is not None and self.trainer.training:
             images, labels = batch
+            if self.new_classes:
+                images, labels = new_classes(images, labels, self.new_classes)
             first = self.augmented(images)
             if self.clean_views > 0:
                 clean = torch.rand(len(images), 1, 1, device=images.device) < self.clean_views
