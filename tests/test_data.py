@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 from pathlib import Path
 
 import pytest
 import torch
+from torch import Tensor
 
 from siamese_lit.data import DISSIMILAR, SIMILAR, MNISTDataModule, PairDataModule, PairSampler
 from siamese_lit.data.mnist import DATA_DIR_VARIABLE, MNIST_FILES
@@ -122,32 +124,14 @@ def test_augmentation_changes_training_batches_only(data_dir: Path) -> None:
     assert similarity.mean() > 0.5 and similarity.min() > 0.1
 
 
-def test_views_mode_gives_two_different_views_of_the_same_images(data_dir: Path) -> None:
-    robust = {"_target_": "siamese_lit.data.augment.robust"}
-    dm = PairDataModule(str(data_dir), download=False, mode="views", augment=robust, batch_size=16)
-    dm.setup()
-    x, y = next(iter(dm.train_dataloader()))
-    assert x.dtype == torch.uint8 and x.shape == (16, 28, 28)
-
-    class _T:  # stands in for the Trainer's training flag
-        training = True
-
-    dm.trainer = _T()  # type: ignore[assignment]
-    torch.manual_seed(0)
-    first, second, labels = dm.on_after_batch_transfer((x, y), 0)
-    dm.trainer = None
-    assert torch.equal(labels, y) and first.shape == second.shape == (16, 28, 28)
-    assert not torch.allclose(first, second)  # two independent draws
-    # a view stays, on average, closer to its own image than to the other images of the batch
-    d = torch.cdist(first.flatten(1), dm.normalize(x).flatten(1))
-    assert d.diagonal().mean() < d[~torch.eye(16, dtype=torch.bool)].mean()
+ROBUST = {"_target_": "siamese_lit.data.augment.robust"}
 
 
-@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
-def test_clean_views_leaves_that_share_of_first_views_unaugmented(data_dir: Path, share: float) -> None:
-    robust = {"_target_": "siamese_lit.data.augment.robust"}
+def _views_batch(data_dir: Path, batch_size: int, **kwargs: Any) -> tuple[PairDataModule, Tensor, tuple]:
+    """A views-mode data module, its first training batch (uint8 images, labels) and that batch as
+    training gets it: (first views, second views, labels), seeded."""
     dm = PairDataModule(
-        str(data_dir), download=False, mode="views", augment=robust, batch_size=256, clean_views=share
+        str(data_dir), download=False, mode="views", augment=ROBUST, batch_size=batch_size, **kwargs
     )
     dm.setup()
     x, y = next(iter(dm.train_dataloader()))
@@ -157,18 +141,43 @@ def test_clean_views_leaves_that_share_of_first_views_unaugmented(data_dir: Path
 
     dm.trainer = _T()  # type: ignore[assignment]
     torch.manual_seed(0)
-    first, second, _ = dm.on_after_batch_transfer((x, y), 0)
+    views = dm.on_after_batch_transfer((x, y), 0)
     dm.trainer = None
+    return dm, x, (y, *views)
+
+
+def test_views_mode_gives_two_different_views_of_the_same_images(data_dir: Path) -> None:
+    dm, x, (y, first, second, labels) = _views_batch(data_dir, 16)
+    assert x.dtype == torch.uint8 and x.shape == (16, 28, 28)
+    assert torch.equal(labels, y) and first.shape == second.shape == (16, 28, 28)
+    assert not torch.allclose(first, second)  # two independent draws
+    # a view stays, on average, closer to its own image than to the other images of the batch
+    d = torch.cdist(first.flatten(1), dm.normalize(x).flatten(1))
+    assert d.diagonal().mean() < d[~torch.eye(16, dtype=torch.bool)].mean()
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+def test_clean_views_leaves_that_share_of_first_views_unaugmented(data_dir: Path, share: float) -> None:
+    dm, x, (_, first, second, _) = _views_batch(data_dir, 256, clean_views=share)
     clean = (first == dm.normalize(x)).flatten(1).all(1).float().mean()
     untouched = 0.6**7  # robust() leaves an image alone with probability (1 - p)^7, p = 0.4
     assert abs(clean - (share + (1 - share) * untouched)) < 0.08  # 256 draws
     assert (second == dm.normalize(x)).flatten(1).all(1).float().mean() < 0.1  # the second: as before
 
 
+def test_new_classes_relabel_both_views_alike(data_dir: Path) -> None:
+    dm, x, (y, first, second, labels) = _views_batch(data_dir, 256, new_classes=["rot90"])
+    turned = labels >= 10
+    assert torch.equal(labels % 10, y) and 0.3 < turned.float().mean() < 0.7
+    for view in (first, second):  # both views of a turned digit are turned, of the others not
+        d_turned = (view - dm.normalize(x.rot90(1, (-2, -1)))).flatten(1).norm(dim=1)
+        d_plain = (view - dm.normalize(x)).flatten(1).norm(dim=1)
+        assert ((d_turned < d_plain) == turned).float().mean() > 0.8  # 0.5 if the views ignored it
+
+
 def test_unknown_symmetry_for_new_classes_is_a_config_error(data_dir: Path) -> None:
-    robust = {"_target_": "siamese_lit.data.augment.robust"}
     with pytest.raises(ConfigError, match=r"data.new_classes: unknown \['flip'\]; valid: hflip"):
-        PairDataModule(str(data_dir), download=False, mode="views", augment=robust, new_classes=["flip"])
+        PairDataModule(str(data_dir), download=False, mode="views", augment=ROBUST, new_classes=["flip"])
 
 
 def test_views_mode_needs_an_augmentation(data_dir: Path) -> None:
