@@ -185,5 +185,6 @@ def test_symmetries_are_the_square_s_and_change_a_digit(digits: Tensor) -> None:
     assert torch.equal(SYMMETRIES["rot90"](SYMMETRIES["rot270"](x)), x)
     assert torch.equal(SYMMETRIES["rot180"](x), SYMMETRIES["hflip"](SYMMETRIES["vflip"](x)))
     assert torch.equal(SYMMETRIES["transpose"](x), SYMMETRIES["vflip"](SYMMETRIES["rot90"](x)))
+    assert torch.equal(SYMMETRIES["antitranspose"](x), SYMMETRIES["hflip"](SYMMETRIES["rot90"](x)))
     for op in SYMMETRIES.values():
         assert (op(x) - x).abs().flatten(1).sum(1).min() > 0

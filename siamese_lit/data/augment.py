@@ -207,6 +207,7 @@ SYMMETRIES = {
     "rot180": lambda x: x.rot90(2, (-2, -1)),
     "rot270": lambda x: x.rot90(3, (-2, -1)),
     "transpose": lambda x: x.transpose(-2, -1),
+    "antitranspose": lambda x: x.rot90(2, (-2, -1)).transpose(-2, -1),
 }
 
 
