@@ -12,7 +12,6 @@ and the pytorch-metric-learning losses get `pml()`, the matching distance object
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from pytorch_metric_learning import distances as pml_distances
 from torch import Tensor, nn
@@ -36,10 +35,6 @@ class Distance(nn.Module):
     def pairwise(self, a: Tensor, b: Tensor) -> Tensor:
         """(N,): the distance of each row of `a` to the same row of `b` (prepared embeddings)."""
         return F.pairwise_distance(a, b)
-
-    def matrix(self, queries: Tensor, references: Tensor) -> Tensor:
-        """(Q, R): the distance of every query to every reference (prepared embeddings)."""
-        return torch.cdist(queries, references)
 
     def pml(self) -> pml_distances.BaseDistance:
         """The pytorch-metric-learning distance of the same geometry, for its losses and miners."""

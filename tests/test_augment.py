@@ -14,12 +14,12 @@ from torch import Tensor, nn
 
 from siamese_lit import PROJECT_ROOT
 from siamese_lit.data.augment import (
+    SYMMETRIES,
     RandomBlur,
     RandomLines,
     RandomNoise,
     RandomResolution,
     RandomStrokeWidth,
-    SYMMETRIES,
     affine,
     build_augmentation,
     new_classes,

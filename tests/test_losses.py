@@ -154,7 +154,7 @@ def test_cosine_distance_ranks_like_cosine_similarity() -> None:
     g = torch.Generator().manual_seed(4)
     q, r = torch.randn(5, 6, generator=g), torch.randn(20, 6, generator=g)
     cosine = Distance(normalize=True)
-    d = cosine.matrix(cosine.prepare(q), cosine.prepare(r))
+    d = torch.cdist(cosine.prepare(q), cosine.prepare(r))  # every figure: Euclidean on prepared
     sim = torch.nn.functional.normalize(q, dim=1) @ torch.nn.functional.normalize(r, dim=1).T
     assert torch.allclose(d.pow(2), 2 - 2 * sim, atol=1e-5)
     assert torch.equal(d.argsort(1), (-sim).argsort(1))

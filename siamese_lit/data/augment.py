@@ -170,7 +170,11 @@ class RandomLines(nn.Module):
         check(max_lines >= 1, f"RandomLines max_lines must be >= 1, got {max_lines}.")
         check(0 < width[0] <= width[1], f"RandomLines width must be (min, max) > 0, got {width}.")
         self.max_lines, self.width, self.axis_p, self.extent, self.p = (
-            max_lines, (float(width[0]), float(width[1])), axis_p, extent, p,
+            max_lines,
+            (float(width[0]), float(width[1])),
+            axis_p,
+            extent,
+            p,
         )
 
     def forward(self, images: Tensor) -> Tensor:
@@ -181,9 +185,7 @@ class RandomLines(nn.Module):
             return torch.rand(b, n, device=dev, dtype=dt)
 
         # the line's normal: axis-aligned (0 or 90 degrees) or uniform; a central point it goes through
-        angle = torch.where(
-            draw() < self.axis_p, (draw() < 0.5).to(dt) * (torch.pi / 2), draw() * torch.pi
-        )
+        angle = torch.where(draw() < self.axis_p, (draw() < 0.5).to(dt) * (torch.pi / 2), draw() * torch.pi)
         centre_y = (0.5 + (draw() - 0.5) * self.extent) * h
         centre_x = (0.5 + (draw() - 0.5) * self.extent) * w
         half = (self.width[0] + draw() * (self.width[1] - self.width[0])) / 2
