@@ -24,16 +24,20 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 from torch import nn
-from torch.utils.data import DataLoader
 
 from siamese_lit import PROJECT_ROOT
-from siamese_lit.allocator import keep_freed_memory
+from siamese_lit.benchmarks.articles import (
+    ARTICLE_BATCH,
+    seed_eval_s_estimate,
+    seed_loop_img_per_s,
+    seed_pair_build_s,
+)
 from siamese_lit.data.mnist import load_mnist
 from siamese_lit.data.pairs import PairSampler
-from siamese_lit.files import write_atomic, write_json
-from siamese_lit.precision import forward_context
+from siamese_lit.utils.allocator import keep_freed_memory
+from siamese_lit.utils.files import write_atomic, write_json
+from siamese_lit.utils.precision import forward_context
 
-ARTICLE_BATCH = 50
 SCRATCH = PROJECT_ROOT / "outputs" / "bench" / "scratch"
 
 
@@ -143,56 +147,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def seed_loop_img_per_s(cfg: DictConfig, steps: int, device: torch.device) -> float:
-    """The source article's loop: torchvision MNIST with ToTensor, DataLoader(batch 50, 2 workers)."""
-    from torchvision import datasets, transforms
-
-    dataset = datasets.MNIST(cfg.paths.data_dir, train=True, download=False, transform=transforms.ToTensor())
-    loader = DataLoader(dataset, batch_size=ARTICLE_BATCH, shuffle=True, num_workers=2)
-    model = instantiate(cfg.model.net).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    it = iter(loader)
-    for i in range(steps + 3):
-        if i == 3:
-            _sync(device)
-            start = time.perf_counter()
-        images, labels = next(it)
-        images, labels = images.view(-1, 28, 28).to(device), labels.to(device)
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(model(images), labels).backward()
-        optimizer.step()
-    _sync(device)
-    return steps * ARTICLE_BATCH / (time.perf_counter() - start)
-
-
 def pair_build_s(labels: torch.Tensor, repeats: int = 5) -> float:
     """An epoch of 60k balanced pairs from the per-class tables."""
     sampler = PairSampler(labels)
     g = torch.Generator().manual_seed(0)
     return _seconds_per_call(lambda: sampler.pairs(60_000, 0.5, g), repeats, torch.device("cpu"), warmup=1)
-
-
-def seed_pair_build_s(data_dir: str, images: int | None = None) -> float:
-    """The article's construction: a batch_size=1 loader over the 60k images, image i of the first
-    half paired with a random image of the second half, one at a time (30k pairs). With `images`,
-    only that many are read and the time is scaled to 60k."""
-    from torch.utils.data import Subset
-    from torchvision import datasets, transforms
-
-    dataset = datasets.MNIST(data_dir, train=True, download=False, transform=transforms.ToTensor())
-    if images is not None:
-        dataset = Subset(dataset, range(images))
-    start = time.perf_counter()
-    images, labels = [], []
-    for x, y in DataLoader(dataset, batch_size=1):
-        images.append(x)
-        labels.append(y)
-    half = len(images) // 2
-    pairs = []
-    for i in range(half):
-        j = half + int(torch.randint(half, (1,)))
-        pairs.append((images[i], images[j], int(labels[i] != labels[j])))
-    return (time.perf_counter() - start) * 60_000 / len(images)
 
 
 def peak_rss_mib_of_training(args: list[str]) -> float:
@@ -250,24 +209,6 @@ def eval_s(ckpt_path: Path, output_dir: Path, overrides: list[str]) -> float:
     start = time.perf_counter()
     evaluate(cfg)
     return time.perf_counter() - start
-
-
-@torch.no_grad()
-def seed_eval_s_estimate(ckpt_path: Path, data_dir: str, queries: int = 100, refs: int = 10) -> float:
-    """The article's EvaluateSiamese for `queries` test images — for each digit, `refs` random test
-    images of it, one forward of the pair per comparison — scaled to the 10k test images."""
-    from siamese_lit.checkpoints import load_model
-
-    net = load_model(ckpt_path, "Siamese").net
-    images, labels = load_mnist(data_dir, train=False)
-    images = (images.float() / 255 - 0.1307) / 0.3081
-    by_digit = [torch.nonzero(labels == d).squeeze(1) for d in range(10)]
-    start = time.perf_counter()
-    for q in range(queries):
-        for d in range(10):
-            for r in by_digit[d][torch.randint(len(by_digit[d]), (refs,))]:
-                nn.functional.pairwise_distance(net(images[q : q + 1]), net(images[r : r + 1]))
-    return (time.perf_counter() - start) * len(labels) / queries
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torchvision.utils import save_image
 
-from siamese_lit.checkpoints import check_outputs, load_model, resolve_device
 from siamese_lit.data.images import load_digit
-from siamese_lit.errors import ConfigError, check, exit_on_user_error
-from siamese_lit.specs import check_values
+from siamese_lit.models.loading import load_model
+from siamese_lit.utils.checkpoints import check_outputs, with_saved_data
+from siamese_lit.utils.devices import resolve_device
+from siamese_lit.utils.errors import ConfigError, check, exit_on_user_error
+from siamese_lit.utils.specs import check_values
 
 #: Hydra's command-line flags that take a value (the value is not an image path).
 VALUE_FLAGS = {
@@ -69,8 +71,9 @@ def compare(cfg: DictConfig) -> dict[str, Any]:
     check(len(images) == 2, f"compare takes two image files (a.png b.png), got {len(images)}: {images}.")
     digits = torch.stack([load_digit(p) for p in images])  # bad files fail before the model loads
     device = resolve_device(cfg.device)
-    model = load_model(cfg.ckpt_path, "Siamese", device, data=cfg.data)  # its data settings by default
-    normalize = instantiate(cfg.data).normalize  # the training normalisation (data.mean, data.std)
+    model, saved = load_model(cfg.ckpt_path, "Siamese", device)
+    data = with_saved_data(cfg.data, saved, "ckpt_path")  # trained with these mean and std
+    normalize = instantiate(data).normalize
     emb = check_outputs(model.embed(normalize(digits.to(device))), "embeddings", cfg.ckpt_path)
     distance = float(model.distance.pairwise(emb[:1], emb[1:]))  # the distance it was trained with
     threshold, source = _threshold(cfg, float(model.threshold))

@@ -20,19 +20,22 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from siamese_lit.allocator import keep_freed_memory
-from siamese_lit.checkpoints import check_outputs, load_model, resolve_device
 from siamese_lit.data.pairs import PairDataModule
-from siamese_lit.errors import ConfigError, check, exit_on_user_error
 from siamese_lit.evaluation import protocols as P
 from siamese_lit.evaluation.corruptions import corruption_grid
 from siamese_lit.evaluation.metrics import pair_distances, verification
 from siamese_lit.evaluation.report import retrieval_grid, write_report
 from siamese_lit.evaluation.robustness import corruption_names, robustness
 from siamese_lit.evaluation.scoring import score_embeddings
-from siamese_lit.precision import forward_context
-from siamese_lit.specs import check_values
-from siamese_lit.utils import claim_output_dir, log
+from siamese_lit.models.loading import load_model
+from siamese_lit.utils.allocator import keep_freed_memory
+from siamese_lit.utils.checkpoints import check_outputs, with_saved_data
+from siamese_lit.utils.devices import resolve_device
+from siamese_lit.utils.errors import ConfigError, check, exit_on_user_error
+from siamese_lit.utils.log import log
+from siamese_lit.utils.precision import forward_context
+from siamese_lit.utils.run_dir import claim_output_dir
+from siamese_lit.utils.specs import check_values
 
 #: evaluate's own settings and the types they take (checked before any work).
 SETTINGS = {
@@ -69,11 +72,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )
     timer, t = Timer(), time.perf_counter()
     device = resolve_device(cfg.device)
-    siamese = load_model(cfg.ckpt_path, "Siamese", device, data=cfg.data)  # its data settings by default
+    siamese, saved = load_model(cfg.ckpt_path, "Siamese", device)
     classifier = None
     if cfg.get("classifier_ckpt_path"):
-        classifier = load_model(cfg.classifier_ckpt_path, "classifier", device, what="classifier_ckpt_path")
-    dm = instantiate(cfg.data)
+        path = cfg.classifier_ckpt_path
+        classifier, _ = load_model(path, "classifier", device, what="classifier_ckpt_path")
+    dm = instantiate(with_saved_data(cfg.data, saved, "ckpt_path"))  # scored the way it was trained
     if not isinstance(dm, PairDataModule):
         raise ConfigError(
             "evaluate needs the pair data module (data=pairs): it provides the validation pairs."

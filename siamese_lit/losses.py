@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from siamese_lit.distances import Distance
-from siamese_lit.errors import check
-from siamese_lit.specs import build
+from siamese_lit.utils.errors import check
+from siamese_lit.utils.specs import build
 
 
 def contrastive_loss(distance: Tensor, target: Tensor, margin: float) -> Tensor:

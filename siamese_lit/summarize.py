@@ -1,7 +1,7 @@
 """`python -m siamese_lit.summarize DIR`: one row per job of a multirun, best first.
 
 Reads each job dir's `.hydra/overrides.yaml`, `.hydra/config.yaml` and `metrics.json` (or the
-`error.json` of a failed job, see siamese_lit.sweep), sorts by the sweep's `optimized_metric` and
+`error.json` of a failed job, see siamese_lit.utils.sweep), sorts by the sweep's `optimized_metric` and
 writes `summary.csv` (every metric) and `summary.md` (the optimized and test metrics) into DIR.
 Jobs that differ only in `seed` are also grouped: mean ± sample std over their seeds, in summary.md
 and `summary_seeds.csv`. A job whose files are unreadable (truncated, hand-edited) is listed as
@@ -28,11 +28,9 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from siamese_lit.errors import DataError, exit_on_user_error
-from siamese_lit.files import write_atomic
+from siamese_lit.utils.errors import DataError, exit_on_user_error
+from siamese_lit.utils.files import ERROR_FILE, write_atomic
 
-# what siamese_lit.sweep writes into the dir of a failed job
-ERROR_FILE = "error.json"
 # not siamese_lit.utils' logger: the CLI stays free of torch/Lightning imports, so it starts at once
 log = logging.getLogger("siamese_lit")
 

@@ -12,26 +12,22 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from siamese_lit.allocator import keep_freed_memory
 from siamese_lit.callbacks import log_final_hparams
-from siamese_lit.checkpoints import check_resume
-from siamese_lit.errors import check, exit_on_user_error
-from siamese_lit.faults import stopped_by_signal
-from siamese_lit.files import write_json
-from siamese_lit.specs import build, check_spec
-from siamese_lit.sweep import is_multirun, objective, run_job
-from siamese_lit.utils import (
-    claim_output_dir,
-    instantiate_callbacks,
-    instantiate_loggers,
-    log,
-    scalars,
-)
+from siamese_lit.models.loading import check_resume
+from siamese_lit.utils.allocator import keep_freed_memory
+from siamese_lit.utils.errors import check, exit_on_user_error
+from siamese_lit.utils.faults import stopped_by_signal
+from siamese_lit.utils.files import write_json
+from siamese_lit.utils.instantiate import instantiate_callbacks, instantiate_loggers
+from siamese_lit.utils.log import log, scalars
+from siamese_lit.utils.run_dir import claim_output_dir
+from siamese_lit.utils.specs import build, check_spec
+from siamese_lit.utils.sweep import is_multirun, objective, run_job
 
 
 def check_config(cfg: DictConfig) -> None:
     """What the user can get wrong in the config, refused before any data or model work: targets a
-    model may not build, arguments of the wrong name or type (siamese_lit.specs), a run of no epochs."""
+    model may not build, arguments of the wrong name or type (siamese_lit.utils.specs), a run of no epochs."""
     check_spec(cfg.model, "model", allowed_only=True)
     check_spec(cfg.data, "data")
     check_spec(cfg.trainer, "trainer")

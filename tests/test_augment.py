@@ -26,7 +26,7 @@ from siamese_lit.data.augment import (
     robust,
 )
 from siamese_lit.data.mnist import load_mnist
-from siamese_lit.errors import ConfigError
+from siamese_lit.utils.errors import ConfigError
 
 AUGMENT_DIR = PROJECT_ROOT / "conf" / "data" / "augment"
 DEVICES = [

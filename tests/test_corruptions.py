@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from siamese_lit.data.mnist import load_mnist
-from siamese_lit.errors import ConfigError
 from siamese_lit.evaluation.corruptions import CORRUPTIONS, corrupt, corruption_grid
+from siamese_lit.utils.errors import ConfigError
 
 DEVICES = [
     "cpu",

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from siamese_lit.data import DISSIMILAR, SIMILAR, MNISTDataModule, PairDataModule, PairSampler
 from siamese_lit.data.mnist import DATA_DIR_VARIABLE, MNIST_FILES
-from siamese_lit.errors import ConfigError, DataError
+from siamese_lit.utils.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from siamese_lit.errors import ConfigError
 from siamese_lit.models.encoders import SequenceEncoder
+from siamese_lit.utils.errors import ConfigError
 
 
 def _images(n: int = 6) -> torch.Tensor:

@@ -14,13 +14,13 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchmetrics.retrieval import RetrievalMAP, RetrievalPrecision
 
-from siamese_lit.checkpoints import load_model
 from siamese_lit.compare import compare, hydra_args
 from siamese_lit.data.images import ImageError, load_digit
 from siamese_lit.data.mnist import load_mnist
-from siamese_lit.errors import CheckpointError
 from siamese_lit.evaluate import evaluate
 from siamese_lit.evaluation import protocols as P
+from siamese_lit.models.loading import load_model
+from siamese_lit.utils.errors import CheckpointError
 
 TEST_SIZE = 1000
 DATA = [
@@ -135,7 +135,7 @@ def test_retrieval_figures_match_torchmetrics(evaluation, tiny_siamese_run: Path
     dm = instantiate(compose_cfg(DATA, tmp_path, config_name="eval").data)
     dm.setup()
     x, y = dm.splits["test"]
-    emb = load_model(ckpt(tiny_siamese_run), "Siamese").embed(dm.normalize(x))
+    emb = load_model(ckpt(tiny_siamese_run), "Siamese")[0].embed(dm.normalize(x))
     d = torch.cdist(emb, emb)
     q, doc = torch.nonzero(~torch.eye(len(y), dtype=torch.bool), as_tuple=True)
     preds, target = 1 / (1 + d[q, doc]), y[q] == y[doc]
@@ -264,7 +264,7 @@ def test_image_files_become_mnist_digits(digit_files, data_dir: Path) -> None:
 
 
 def test_compare_distance_and_verdict(digit_files, tiny_siamese_run: Path, tmp_path: Path, capsys) -> None:
-    model = load_model(ckpt(tiny_siamese_run), "Siamese")
+    model = load_model(ckpt(tiny_siamese_run), "Siamese")[0]
     threshold = float(model.threshold)
 
     def run(a: str, b: str) -> dict:
@@ -321,9 +321,9 @@ def test_bad_images_and_checkpoints_are_one_line_errors(tmp_path: Path, tiny_sia
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(ckpt(tiny_siamese_run).read_bytes()[:5000])
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
-        load_model(truncated, "Siamese")
+        load_model(truncated, "Siamese")[0]
     with pytest.raises(CheckpointError, match="does not exist"):
-        load_model(tmp_path / "missing.ckpt", "Siamese")
+        load_model(tmp_path / "missing.ckpt", "Siamese")[0]
 
 
 def test_evaluate_cli_refuses_a_classifier_checkpoint(tiny_classifier_run: Path, tmp_path: Path) -> None:

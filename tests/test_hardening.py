@@ -36,12 +36,12 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from siamese_lit import PROJECT_ROOT
-from siamese_lit.checkpoints import use_saved_data
 from siamese_lit.data.images import load_digit
 from siamese_lit.data.mnist import MNIST_FILES, load_mnist, raw_folder
-from siamese_lit.faults import StopOnNonFiniteLoss, TrainingDivergedError
-from siamese_lit.files import write_atomic, write_json
 from siamese_lit.summarize import summarize
+from siamese_lit.utils.checkpoints import saved_data_settings, with_saved_data
+from siamese_lit.utils.faults import StopOnNonFiniteLoss, TrainingDivergedError
+from siamese_lit.utils.files import write_atomic, write_json
 
 MODULES = {m: f"siamese_lit.{m}" for m in ("train", "evaluate", "compare", "summarize")}
 # a training run that would take seconds if it started: every case must stop before it does
@@ -655,8 +655,10 @@ def test_data_settings_come_from_the_checkpoint_unless_given(monkeypatch: pytest
             "test_size": None,
         }
     )
-    monkeypatch.setattr("siamese_lit.checkpoints.command_line_keys", lambda: {"data.mean"})
-    use_saved_data(data, {"datamodule_hyper_parameters": saved}, "ckpt_path")
+    monkeypatch.setattr("siamese_lit.utils.checkpoints.command_line_keys", lambda: {"data.mean"})
+    original = data.copy()
+    data = with_saved_data(data, saved_data_settings({"datamodule_hyper_parameters": saved}), "ckpt_path")
+    assert original.classes is None and original.std == 0.3081  # the caller's config is left as it was
     assert data.classes == [0, 1, 2, 3, 4] and data.test_classes == [5, 6, 7, 8, 9] and data.std == 0.25
     assert data.mean == 0.1307 and data.test_size is None  # given on the command line; not a data setting
 

@@ -11,8 +11,8 @@ from hydra.utils import instantiate
 from siamese_lit import PROJECT_ROOT
 from siamese_lit.data import DISSIMILAR, SIMILAR
 from siamese_lit.distances import Distance
-from siamese_lit.errors import ConfigError
 from siamese_lit.losses import ContrastiveLoss, ViewLoss, contrastive_loss
+from siamese_lit.utils.errors import ConfigError
 
 
 def test_convention_similar_is_zero() -> None:

@@ -10,8 +10,8 @@ import torch
 from hydra.utils import instantiate
 
 from siamese_lit import precision
-from siamese_lit.allocator import keep_freed_memory
 from siamese_lit.models.encoders import SequenceEncoder
+from siamese_lit.utils.allocator import keep_freed_memory
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,8 @@ from conftest import EXPERIMENTS, run_cli
 from torchvision.datasets import MNIST
 
 from siamese_lit.data.mnist import DATA_DIR_VARIABLE, MNIST_FILES, ensure_mnist, load_mnist, raw_folder
-from siamese_lit.errors import ConfigError, DataError, find_user_error
 from siamese_lit.train import train
+from siamese_lit.utils.errors import ConfigError, DataError, find_user_error
 
 BAD_CONFIGS = [
     (["+experiment=siamese", "model.loss.margin=0"], "model.loss.margin must be > 0"),

@@ -15,8 +15,8 @@ from PIL import Image
 
 from siamese_lit.compare import compare
 from siamese_lit.data.mnist import load_mnist
-from siamese_lit.errors import CheckpointError, SiameseLitError, find_user_error
 from siamese_lit.evaluate import evaluate
+from siamese_lit.utils.errors import CheckpointError, SiameseLitError, find_user_error
 
 
 def _user_error(call, *args) -> SiameseLitError:

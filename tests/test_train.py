@@ -10,7 +10,7 @@ import torch
 from conftest import EXPERIMENTS, SMALL_NET, TINY, TINY_SIAMESE, run_cli
 from hydra.utils import instantiate
 
-from siamese_lit.checkpoints import load_model
+from siamese_lit.models.loading import load_model
 from siamese_lit.train import train
 
 EXPECTED_EXPERIMENTS = {
@@ -67,7 +67,7 @@ def test_short_classifier_run_learns(make_cfg, tmp_path: Path) -> None:
     ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert "last.ckpt" in ckpts and any(p.startswith("epoch_") for p in ckpts)
     # the checkpoint alone rebuilds the model (the net's config is in its hyper-parameters)
-    model = load_model(tmp_path / "run" / "checkpoints" / "last.ckpt", "classifier")
+    model = load_model(tmp_path / "run" / "checkpoints" / "last.ckpt", "classifier")[0]
     assert model.net.rnn.num_layers == 3
 
 
@@ -78,7 +78,7 @@ def test_short_siamese_run_beats_chance(tiny_siamese_run: Path) -> None:
     # chance is 0.5; this tiny run measured ~0.8
     assert metrics["val/auroc"] > 0.7 and metrics["test/auroc"] > 0.7, metrics
     assert metrics["test/eer"] < 0.35 and metrics["test/d_similar"] < metrics["test/d_dissimilar"]
-    model = load_model(tiny_siamese_run / "checkpoints" / "last.ckpt", "Siamese")
+    model = load_model(tiny_siamese_run / "checkpoints" / "last.ckpt", "Siamese")[0]
     # the threshold chosen on validation travels with the checkpoint and is applied on test
     assert float(model.threshold) == pytest.approx(metrics["test/threshold"])
 
@@ -108,7 +108,7 @@ def test_views_run_with_a_projection_head_learns_unseen_digits(make_cfg, tmp_pat
         metrics["test/auroc"] > 0.55 and metrics["test/oneshot_acc"] > 0.28 and metrics["test/p_at_1"] > 0.45
     )
     assert metrics["test/map_at_r"] <= metrics["test/r_precision"] <= 1
-    model = load_model(tmp_path / "run" / "checkpoints" / "last.ckpt", "Siamese")
+    model = load_model(tmp_path / "run" / "checkpoints" / "last.ckpt", "Siamese")[0]
     emb = model.embed(torch.zeros(3, 28, 28))
     assert emb.shape == (3, 32) and torch.allclose(emb.norm(dim=1), torch.ones(3))  # h, not g(h), unit norm
 

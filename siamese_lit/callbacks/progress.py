@@ -8,7 +8,7 @@ from typing import Any
 
 import lightning as L
 
-from siamese_lit.utils import log, scalars
+from siamese_lit.utils.log import log, scalars
 
 
 def _figures(metrics: Mapping[str, Any]) -> str:

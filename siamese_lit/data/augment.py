@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import Tensor, nn
 
-from siamese_lit.errors import ConfigError, check
+from siamese_lit.utils.errors import ConfigError, check
 
 
 def dilate(images: Tensor) -> Tensor:

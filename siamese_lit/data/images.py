@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from torchvision.transforms.functional import pil_to_tensor
 
-from siamese_lit.errors import SiameseLitError
+from siamese_lit.utils.errors import SiameseLitError
 
 SIZE, BOX = 28, 20
 #: Larger images are first shrunk to this side (fast, and far more than a 20x20 digit needs).

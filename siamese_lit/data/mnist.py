@@ -8,7 +8,7 @@ from pathlib import Path
 from torch import Tensor
 from torchvision.datasets import MNIST
 
-from siamese_lit.errors import DataError
+from siamese_lit.utils.errors import DataError
 
 DATA_DIR_VARIABLE = "SIAMESE_LIT_DATA_DIR"
 

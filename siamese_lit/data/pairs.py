@@ -17,7 +17,7 @@ from torch import Tensor
 from siamese_lit.data.augment import SYMMETRIES, new_classes
 from siamese_lit.data.datamodule import MNISTDataModule
 from siamese_lit.data.loader import BatchLoader, seeded
-from siamese_lit.errors import check
+from siamese_lit.utils.errors import check
 
 SIMILAR, DISSIMILAR = 0, 1
 

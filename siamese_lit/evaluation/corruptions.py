@@ -23,7 +23,7 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from siamese_lit.data.augment import dilate, erode
-from siamese_lit.errors import ConfigError
+from siamese_lit.utils.errors import ConfigError
 
 #: (images float (N, 1, H, W) in [0, 1], generator) -> images, not necessarily clamped.
 CorruptionFn = Callable[[Tensor, torch.Generator], Tensor]

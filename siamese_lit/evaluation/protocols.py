@@ -14,8 +14,8 @@ from torch import Tensor
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from siamese_lit.data.pairs import PairSampler
-from siamese_lit.errors import check
 from siamese_lit.evaluation.metrics import knn_predict
+from siamese_lit.utils.errors import check
 
 #: Test images the article shows misread by its LSTM classifier and answered right by the Siamese model.
 ARTICLE_INDICES = (3762, 3767, 3941)

@@ -11,7 +11,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from siamese_lit.files import write_atomic, write_json
+from siamese_lit.utils.files import write_atomic, write_json
 
 
 def _pct(x: float | None) -> str:

@@ -15,9 +15,9 @@ from typing import Any
 
 from torch import Tensor
 
-from siamese_lit.errors import check
 from siamese_lit.evaluation.corruptions import CORRUPTIONS, corrupt
 from siamese_lit.evaluation.scoring import score_embeddings
+from siamese_lit.utils.errors import check
 
 #: uint8 (N, 28, 28) test digits -> what is scored: embeddings (N, D), or a classifier's logits (N, C).
 Forward = Callable[[Tensor], Tensor]

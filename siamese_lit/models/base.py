@@ -11,16 +11,16 @@ import lightning as L
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from siamese_lit.errors import check
-from siamese_lit.specs import build as build_spec
-from siamese_lit.specs import check_target
+from siamese_lit.utils.errors import check
+from siamese_lit.utils.specs import build as build_spec
+from siamese_lit.utils.specs import check_target
 
 Spec = nn.Module | Mapping[str, Any] | None
 
 
 def build(spec: Spec, where: str = "model.net") -> Any:
     """An nn.Module as is; a Hydra config ({_target_: ...}) instantiated if its targets are allowed
-    (siamese_lit.specs: a checkpoint's hyper-parameters are such configs)."""
+    (siamese_lit.utils.specs: a checkpoint's hyper-parameters are such configs)."""
     return spec if isinstance(spec, nn.Module) or spec is None else build_spec(spec, where, allowed_only=True)
 
 

@@ -11,7 +11,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from siamese_lit.models.base import LitBase, Spec, build
-from siamese_lit.utils import plain
+from siamese_lit.utils.specs import plain
 
 
 class LitClassifier(LitBase):

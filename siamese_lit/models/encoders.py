@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from siamese_lit.errors import check
+from siamese_lit.utils.errors import check
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 #: what SequenceEncoder projects: the last layer's final hidden state, every layer's, or the last

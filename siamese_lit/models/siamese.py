@@ -13,12 +13,12 @@ from torchmetrics import MeanMetric
 
 from siamese_lit.data.pairs import DISSIMILAR, SIMILAR
 from siamese_lit.distances import Distance
-from siamese_lit.errors import ConfigError, check
 from siamese_lit.evaluation.metrics import EmbeddingCollector
 from siamese_lit.evaluation.scoring import score_embeddings
 from siamese_lit.losses import ViewLoss
 from siamese_lit.models.base import LitBase, Spec, build
-from siamese_lit.utils import plain
+from siamese_lit.utils.errors import ConfigError, check
+from siamese_lit.utils.specs import plain
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import OmegaConf
 
-from siamese_lit.errors import ConfigError, find_user_error
+from siamese_lit.utils.errors import ConfigError, find_user_error
 
 
 @dataclass(frozen=True)
@@ -219,6 +219,12 @@ def build(spec: Any, where: str, allowed_only: bool = False, **kwargs: Any) -> A
             f"{where}: {spec['_target_']} refused its arguments: {type(cause).__name__}"
             + (f": {lines[0]}" if lines else "")
         ) from exc
+
+
+def plain(spec: Any) -> Any:
+    """An OmegaConf container as plain dicts and lists: checkpoints must hold no OmegaConf objects,
+    which torch.load(weights_only=True) refuses."""
+    return OmegaConf.to_container(spec, resolve=True) if OmegaConf.is_config(spec) else spec
 
 
 def check_values(cfg: Any, kinds: Mapping[str, tuple[type, ...]]) -> None:

@@ -14,8 +14,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
-from siamese_lit.errors import Interrupted, SiameseLitError, exit_on_user_error
-from siamese_lit.utils import claim_output_dir
+from siamese_lit.utils.errors import Interrupted, SiameseLitError, exit_on_user_error
+from siamese_lit.utils.run_dir import claim_output_dir
 
 
 class TrainingDivergedError(SiameseLitError):

@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+#: what a failed job of a multirun leaves in its dir (siamese_lit.utils.sweep), read by summarize
+ERROR_FILE = "error.json"
+
 
 def finite(value: Any) -> Any:
     """`value` with every non-finite float, however nested, as None: JSON has no NaN or Infinity

@@ -22,10 +22,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from siamese_lit.errors import ConfigError, Interrupted, find_user_error
-from siamese_lit.files import write_json
-from siamese_lit.summarize import ERROR_FILE
-from siamese_lit.utils import log
+from siamese_lit.utils.errors import ConfigError, Interrupted, find_user_error
+from siamese_lit.utils.files import ERROR_FILE, write_json
+from siamese_lit.utils.log import log
 
 # strategies whose extra processes Lightning starts by re-running the command line (sys.argv)
 RELAUNCHING_STRATEGIES = {"ddp", "ddp_find_unused_parameters_true", "ddp_find_unused_parameters_false"}

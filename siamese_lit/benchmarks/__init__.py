@@ -1,0 +1,1 @@
+"""What `python -m siamese_lit.bench` measures: the source articles' reference loops."""

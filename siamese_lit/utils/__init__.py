@@ -1,0 +1,1 @@
+"""Infrastructure of the entry points: errors, config specs, checkpoints, files, run dirs, faults, sweeps."""
