@@ -9,11 +9,31 @@ from siamese_lit.utils.precision import auto_precision
 #: The repository root of an editable install: where `data/` and `outputs/` live by default.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
+
+def batches_of(target: str | None) -> str | None:
+    """`${batches_of:${model.objective._target_}}` in conf/data/pairs.yaml: the training batches the
+    objective class `target` takes (siamese_lit.objectives.base), or None without an objective."""
+    if target is None:
+        return None
+    from siamese_lit.objectives import Objective
+    from siamese_lit.utils.errors import check
+    from siamese_lit.utils.specs import check_target
+
+    cls = check_target(target, "model.objective")
+    check(
+        issubclass(cls, Objective),
+        f"model.objective._target_={target} is not an objective (siamese_lit.objectives).",
+    )
+    return cls.batches
+
+
 # `${project_root:}` in conf/ — the template's rootutils trick without the path manipulation.
 if not OmegaConf.has_resolver("project_root"):
     OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
 # `${auto_precision:${trainer.accelerator}}` in conf/trainer/default.yaml (siamese_lit/utils/precision.py)
 if not OmegaConf.has_resolver("auto_precision"):
     OmegaConf.register_new_resolver("auto_precision", auto_precision)
+if not OmegaConf.has_resolver("batches_of"):
+    OmegaConf.register_new_resolver("batches_of", batches_of)
 
-__all__ = ["PROJECT_ROOT"]
+__all__ = ["PROJECT_ROOT", "batches_of"]

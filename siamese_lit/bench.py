@@ -32,11 +32,13 @@ from siamese_lit.benchmarks.articles import (
     seed_loop_img_per_s,
     seed_pair_build_s,
 )
+from siamese_lit.data.batches import BATCHES
 from siamese_lit.data.mnist import load_mnist
-from siamese_lit.data.pairs import PairSampler
+from siamese_lit.data.sampler import PairSampler
 from siamese_lit.utils.allocator import keep_freed_memory
 from siamese_lit.utils.files import write_atomic, write_json
 from siamese_lit.utils.precision import forward_context
+from siamese_lit.utils.seeding import seeded
 
 SCRATCH = PROJECT_ROOT / "outputs" / "bench" / "scratch"
 
@@ -73,8 +75,9 @@ class _StepTimer(L.Callback):
 
 
 def images_per_item(cfg: DictConfig) -> int:
-    """Images in one training item: 1 for the classifier, 2 for a pair, 3 for a triplet."""
-    return {"pairs": 2, "triplets": 3}.get(cfg.data.get("mode"), 1)
+    """Images in one training item: 1 for the classifier, else those of its objective's batch kind."""
+    batches = cfg.data.get("batches")
+    return BATCHES[batches].images if batches else 1
 
 
 def pipeline_img_per_s(
@@ -114,16 +117,13 @@ def compute_limit_img_per_s(cfg: DictConfig, batch_size: int, steps: int, device
     optimizer = instantiate(model.hparams.optimizer, params=model.parameters())
     n = images_per_item(cfg)
     x = torch.randn(batch_size * n, 28, 28, device=device)
-    y = torch.randint(0, 2 if n == 2 else 10, (batch_size,), device=device)
+    y = torch.randint(0, 2, (batch_size,), device=device)  # a class (0-1), or y of a pair
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with forward_context(device, cfg.trainer.precision):
             out = model(x)
-            if n == 1:
-                loss = nn.functional.cross_entropy(out, y)
-            else:
-                loss = model._loss(out.chunk(n), None if n == 3 else y)
+            loss = nn.functional.cross_entropy(out, y) if n == 1 else model.objective(out.chunk(n), y)[0]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -150,7 +150,7 @@ def _sync(device: torch.device) -> None:
 def pair_build_s(labels: torch.Tensor, repeats: int = 5) -> float:
     """An epoch of 60k balanced pairs from the per-class tables."""
     sampler = PairSampler(labels)
-    g = torch.Generator().manual_seed(0)
+    g = seeded(0)
     return _seconds_per_call(lambda: sampler.pairs(60_000, 0.5, g), repeats, torch.device("cpu"), warmup=1)
 
 

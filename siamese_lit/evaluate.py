@@ -3,9 +3,9 @@
 The Siamese model as classifier (the article's protocol, prototypes, k-NN), corrector of a
 classifier and search engine, on the whole test set; its verification and metric-learning figures
 on the test digits (unseen ones with `data.test_classes`); and the robustness suite, every figure
-again on the test digits under each corruption. Each needed image is embedded once; all the rest is
-batched tensor ops on the device. Writes report.json, report.md and TensorBoard logs into its
-output dir (outputs/eval/runs/<timestamp>).
+again on the test digits under each corruption. Each needed image is embedded once and scored by
+the same functions as the model's own test (siamese_lit.evaluation.scoring). Writes report.json,
+report.md and TensorBoard logs into its output dir (outputs/eval/runs/<timestamp>).
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from siamese_lit.data.pairs import PairDataModule
-from siamese_lit.evaluation import protocols as P
+from siamese_lit.evaluation import correction as C
+from siamese_lit.evaluation import protocol as P
+from siamese_lit.evaluation.classification import classification
 from siamese_lit.evaluation.corruptions import corruption_grid
-from siamese_lit.evaluation.metrics import pair_distances, verification
 from siamese_lit.evaluation.report import retrieval_grid, write_report
+from siamese_lit.evaluation.retrieval import neighbours
 from siamese_lit.evaluation.robustness import corruption_names, robustness
 from siamese_lit.evaluation.scoring import score_embeddings
 from siamese_lit.models.loading import load_model
@@ -35,6 +37,7 @@ from siamese_lit.utils.errors import ConfigError, check, exit_on_user_error
 from siamese_lit.utils.log import log
 from siamese_lit.utils.precision import forward_context
 from siamese_lit.utils.run_dir import claim_output_dir
+from siamese_lit.utils.seeding import seeded
 from siamese_lit.utils.specs import check_values
 
 #: evaluate's own settings and the types they take (checked before any work).
@@ -50,6 +53,9 @@ SETTINGS = {
     "robustness.enabled": (bool,),
     "robustness.seed": (int,),
 }
+#: the verification section's figures (of score_embeddings)
+VERIFICATION = ("auroc", "eer", "pair_acc", "threshold", "d_similar", "d_dissimilar", "oneshot_acc")
+RETRIEVAL = ("map", "r_precision", "map_at_r")
 
 
 class Timer(dict):
@@ -84,26 +90,39 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
     dm.prepare_data()
     dm.setup("test")
+    distance = siamese.distance
     t = timer.step("load", t)
 
-    # every image embedded once
     @functools.cache
     def embedded(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images of `split` embedded, once."""
         x, y = dm.splits[split]
         with forward_context(device, cfg.precision):
             emb = siamese.embed(dm.normalize(x.to(device)), cfg.batch_size)
         return check_outputs(emb, "embeddings", cfg.ckpt_path), y.to(device)
 
-    (emb, y_test), (gal_emb, y_gal) = embedded("test"), embedded("test_gallery")
+    (emb, y_test), gallery = embedded("test"), embedded("test_gallery")
     t = timer.step("embed", t)
-    classes = y_test.unique()
     calibration = _calibration(cfg, dm, siamese, embedded)
-    calibrated = calibration["threshold"]
     t = timer.step("calibration", t)
+    scores = score_embeddings(
+        emb,
+        y_test,
+        distance=distance,
+        pairs=dm.eval_set("test").pairs,
+        threshold=calibration["threshold"],
+        gallery=gallery,
+        knn_k=cfg.gallery_knn_k,
+        oneshot_episodes=cfg.oneshot_episodes,
+        retrieval_at=list(cfg.retrieval.precision_at),
+        seed=cfg.seed,
+    )
+    t = timer.step("scores", t)
 
-    refs = P.sample_references(y_test, cfg.protocol.k, _generator(cfg))
-    mean_distance = P.reference_distances(emb, refs)
-    thresholds = {"article": float(cfg.protocol.threshold), "calibrated": calibrated}
+    classes = y_test.unique()
+    refs = P.sample_references(y_test, cfg.protocol.k, seeded(cfg.seed))
+    mean_distance = P.reference_distances(emb, refs, distance)
+    thresholds = {"article": float(cfg.protocol.threshold), "calibrated": calibration["threshold"]}
     protocol = {
         "k": cfg.protocol.k,
         "thresholds": {
@@ -112,21 +131,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         },
     }
     t = timer.step("protocol", t)
-
-    gallery = {"size": len(y_gal), "knn_k": cfg.gallery_knn_k}
-    gallery |= P.gallery_classification(emb, y_test, gal_emb, y_gal, classes, cfg.gallery_knn_k)
-    t = timer.step("gallery", t)
-
-    verification_figures = score_embeddings(
-        emb,
-        y_test,
-        pairs=dm.eval_pairs("test"),
-        threshold=calibrated,
-        oneshot_episodes=cfg.oneshot_episodes,
-        seed=cfg.seed,
-    )
-    t = timer.step("verification", t)
-
+    figures = scores.metrics
     report: dict[str, Any] = {
         "checkpoint": str(cfg.ckpt_path),
         "device": str(device),
@@ -135,28 +140,37 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "seed": cfg.seed,
         "calibration": calibration,
         "protocol": protocol,
-        "gallery": gallery,
-        "verification": {"test_pairs": len(dm.eval_pairs("test")[2]), **verification_figures},
+        "gallery": {
+            "size": len(gallery[1]),
+            "knn_k": cfg.gallery_knn_k,
+            **{name: classification(pred, y_test, classes) for name, pred in scores.predictions.items()},
+        },
+        "verification": {
+            "test_pairs": len(dm.eval_set("test").pairs[2]),
+            **{k: figures[k] for k in VERIFICATION if k in figures},
+        },
     }
     if classifier is not None:
-        report["correction"] = _correction(cfg, dm, classifier, embedded, (y_test, mean_distance, classes))
+        test = (y_test, mean_distance, classes)
+        report["correction"] = _correction(cfg, dm, classifier, embedded, test, distance)
         t = timer.step("correction", t)
 
     queries = torch.tensor(
         [q for q in cfg.retrieval.queries if 0 <= q < len(y_test)], dtype=torch.long, device=device
     )
-    found = P.neighbours(emb, queries, cfg.retrieval.neighbours)
-    grid = retrieval_grid(dm.splits["test"][0].to(device), y_test, queries, found)
+    found = neighbours(emb, queries, cfg.retrieval.neighbours, distance)
     report["retrieval"] = {
-        "figures": P.retrieval(emb, y_test, list(cfg.retrieval.precision_at)),
+        "figures": {k: v for k, v in figures.items() if k.startswith("p_at_") or k in RETRIEVAL},
         "queries": queries.tolist(),
         "neighbours": found.shape[1],
     }
+    images = {"retrieval/nearest": retrieval_grid(dm.splits["test"][0].to(device), y_test, queries, found)}
     t = timer.step("retrieval", t)
-    images = {"retrieval/nearest": grid}
     if cfg.robustness.enabled:
-        clean = (emb, (gal_emb, y_gal))
-        report["robustness"] = _robustness(cfg, dm, siamese, classifier, corruptions, clean)
+        clean = {k: figures[k] for k in ("knn_acc", "prototype_acc")}
+        if classifier is not None:  # its accuracy on the clean test images, from the correction section
+            clean["classifier_acc"] = report["correction"]["classifier_accuracy"]
+        report["robustness"] = _robustness(cfg, dm, siamese, classifier, corruptions, gallery, clean)
         images["robustness/corruptions"] = corruption_grid(dm.splits["test"][0][0].cpu(), cfg.robustness.seed)
         t = timer.step("robustness", t)
     timer["total"] = sum(timer.values())
@@ -180,15 +194,21 @@ def _calibration(cfg: DictConfig, dm: PairDataModule, siamese: Any, embedded: An
     )
     if cfg.calibration == "checkpoint" and saved == saved:  # not NaN
         return {"source": "checkpoint", "threshold": saved}
-    emb, _ = embedded("val")
-    a, b, y = (v.to(emb.device) for v in dm.eval_pairs("val"))
-    return {"source": "val", "pairs": len(y), **verification(pair_distances(emb, a, b), y)}
+    emb, y = embedded("val")
+    pairs = dm.eval_set("val").pairs
+    scores = score_embeddings(emb, y, distance=siamese.distance, pairs=pairs)
+    return {"source": "val", "pairs": len(pairs[2]), **scores.metrics}
 
 
 def _correction(
-    cfg: DictConfig, dm: PairDataModule, classifier: Any, embedded: Any, test: tuple[torch.Tensor, ...]
+    cfg: DictConfig,
+    dm: PairDataModule,
+    classifier: Any,
+    embedded: Any,
+    test: tuple[torch.Tensor, ...],
+    distance: Any,
 ) -> dict[str, Any]:
-    """The classifier's answers checked by the Siamese model (see protocols.correction).
+    """The classifier's answers checked by the Siamese model (siamese_lit.evaluation.correction).
 
     The check threshold is chosen on the validation images (their own references, drawn as the
     test's), as the one that maximises the combined accuracy there; correction.threshold overrides it.
@@ -202,21 +222,22 @@ def _correction(
         check_outputs(logits, "logits", cfg.classifier_ckpt_path)
         if mean_d is None:
             emb, y = embedded(split)
-            mean_d = P.reference_distances(emb, P.sample_references(y, cfg.protocol.k, _generator(cfg)))
+            refs = P.sample_references(y, cfg.protocol.k, seeded(cfg.seed))
+            mean_d = P.reference_distances(emb, refs, distance)
         return logits, y.to(y_test.device), mean_d
 
     threshold, source, validation = cfg.correction.threshold, "correction.threshold", {}
     if threshold is None:
         val = answers("val")
-        threshold = P.correction_threshold(*val, classes)
+        threshold = C.correction_threshold(*val, classes)
         source = "chosen on the validation images: the best combined accuracy there"
-        figures, *_ = P.correction(*val, classes, threshold)
+        figures, *_ = C.correction(*val, classes, threshold)
         validation = {k: figures[k] for k in ("classifier_accuracy", "combined_accuracy", "fixed", "broken")}
     logits, _, _ = answers("test", mean_distance)
-    figures, pred, siamese, combined = P.correction(logits, y_test, mean_distance, classes, float(threshold))
+    figures, pred, siamese, combined = C.correction(logits, y_test, mean_distance, classes, float(threshold))
     # the test indices are MNIST's only when the whole test set is evaluated
     whole = dm.hparams.test_size is None and dm.test_classes == list(range(10))
-    cases = P.article_cases(y_test, pred, siamese, combined) if whole else {}
+    cases = C.article_cases(y_test, pred, siamese, combined) if whole else {}
     return {
         "checkpoint": str(cfg.classifier_ckpt_path),
         "threshold_source": source,
@@ -232,14 +253,14 @@ def _robustness(
     siamese: Any,
     classifier: Any,
     corruptions: list[str],
-    clean: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]],
+    gallery: tuple[torch.Tensor, torch.Tensor],
+    clean: dict[str, float],
 ) -> dict[str, Any]:
     """The robustness suite (siamese_lit.evaluation.robustness) on the test images, against the clean
-    gallery; the classifier's accuracy too when one is given. `clean`: the test and gallery
-    embeddings the report already computed."""
+    gallery; the classifier's accuracy too when one is given. `clean`: the clean test images' figures
+    the report already has."""
     x, y = dm.splits["test"]
-    test_emb, gallery = clean
-    device = test_emb.device
+    device = gallery[0].device
 
     def run(model_forward: Any) -> Any:
         def forward(images: torch.Tensor) -> torch.Tensor:
@@ -253,17 +274,13 @@ def _robustness(
         y.to(device),
         run(siamese.embed),
         gallery,
+        clean,
+        distance=siamese.distance,
         knn_k=cfg.gallery_knn_k,
         names=corruptions,
         seed=cfg.robustness.seed,
         classify=run(classifier.predict_logits) if classifier is not None else None,
-        clean=test_emb,
     )
-
-
-def _generator(cfg: DictConfig) -> torch.Generator:
-    """Seeds the protocol's reference draws (cfg.seed), the same for every split."""
-    return torch.Generator().manual_seed(cfg.seed)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")

@@ -102,7 +102,7 @@ def test_missing_data_message_names_files_folder_and_variable(tmp_path: Path) ->
 
 def test_augmentation_changes_training_batches_only(data_dir: Path) -> None:
     dm = MNISTDataModule(
-        str(data_dir), download=False, augment={"degrees": 10, "translate": 0.1, "scale": [0.9, 1.1]}
+        str(data_dir), download=False, augment={"_target_": "siamese_lit.data.augment.affine"}
     )
     dm.setup()
     x = dm.splits["train"][0][:8]
@@ -128,10 +128,10 @@ ROBUST = {"_target_": "siamese_lit.data.augment.robust"}
 
 
 def _views_batch(data_dir: Path, batch_size: int, **kwargs: Any) -> tuple[PairDataModule, Tensor, tuple]:
-    """A views-mode data module, its first training batch (uint8 images, labels) and that batch as
+    """A data module of two-view batches, its first training batch (uint8 images, labels) and that batch as
     training gets it: (first views, second views, labels), seeded."""
     dm = PairDataModule(
-        str(data_dir), download=False, mode="views", augment=ROBUST, batch_size=batch_size, **kwargs
+        str(data_dir), download=False, batches="views", augment=ROBUST, batch_size=batch_size, **kwargs
     )
     dm.setup()
     x, y = next(iter(dm.train_dataloader()))
@@ -146,7 +146,7 @@ def _views_batch(data_dir: Path, batch_size: int, **kwargs: Any) -> tuple[PairDa
     return dm, x, (y, *views)
 
 
-def test_views_mode_gives_two_different_views_of_the_same_images(data_dir: Path) -> None:
+def test_view_batches_are_two_different_views_of_the_same_images(data_dir: Path) -> None:
     dm, x, (y, first, second, labels) = _views_batch(data_dir, 16)
     assert x.dtype == torch.uint8 and x.shape == (16, 28, 28)
     assert torch.equal(labels, y) and first.shape == second.shape == (16, 28, 28)
@@ -154,15 +154,6 @@ def test_views_mode_gives_two_different_views_of_the_same_images(data_dir: Path)
     # a view stays, on average, closer to its own image than to the other images of the batch
     d = torch.cdist(first.flatten(1), dm.normalize(x).flatten(1))
     assert d.diagonal().mean() < d[~torch.eye(16, dtype=torch.bool)].mean()
-
-
-@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
-def test_clean_views_leaves_that_share_of_first_views_unaugmented(data_dir: Path, share: float) -> None:
-    dm, x, (_, first, second, _) = _views_batch(data_dir, 256, clean_views=share)
-    clean = (first == dm.normalize(x)).flatten(1).all(1).float().mean()
-    untouched = 0.6**7  # robust() leaves an image alone with probability (1 - p)^7, p = 0.4
-    assert abs(clean - (share + (1 - share) * untouched)) < 0.08  # 256 draws
-    assert (second == dm.normalize(x)).flatten(1).all(1).float().mean() < 0.1  # the second: as before
 
 
 def test_new_classes_relabel_both_views_alike(data_dir: Path) -> None:
@@ -177,12 +168,14 @@ def test_new_classes_relabel_both_views_alike(data_dir: Path) -> None:
 
 def test_unknown_symmetry_for_new_classes_is_a_config_error(data_dir: Path) -> None:
     with pytest.raises(ConfigError, match=r"data.new_classes: unknown \['flip'\]; valid: hflip"):
-        PairDataModule(str(data_dir), download=False, mode="views", augment=ROBUST, new_classes=["flip"])
+        PairDataModule(str(data_dir), download=False, batches="views", augment=ROBUST, new_classes=["flip"])
+    with pytest.raises(ConfigError, match="data.new_classes makes new classes of two-view batches"):
+        PairDataModule(str(data_dir), download=False, batches="pairs", new_classes=["rot90"])
 
 
-def test_views_mode_needs_an_augmentation(data_dir: Path) -> None:
-    with pytest.raises(ConfigError, match="data.mode=views trains on two augmented views"):
-        PairDataModule(str(data_dir), download=False, mode="views")
+def test_view_batches_need_an_augmentation(data_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="two-view batches \\(a views objective\\) need an augmentation"):
+        PairDataModule(str(data_dir), download=False, batches="views")
 
 
 # ---- pairs ---------------------------------------------------------------------------------------
@@ -214,14 +207,15 @@ def test_fresh_pairs_each_epoch_and_fixed_eval_pairs(data_dir: Path, pairs: Pair
     other.setup()
     for split in ("val", "test"):  # a different run seed is scored on the same pairs
         assert all(
-            torch.equal(u, v) for u, v in zip(other.eval_pairs(split), pairs.eval_pairs(split), strict=True)
+            torch.equal(u, v)
+            for u, v in zip(other.eval_set(split).pairs, pairs.eval_set(split).pairs, strict=True)
         )
 
 
 def test_pair_batches_and_test_pairs_from_test_images(pairs: PairDataModule) -> None:
     x1, x2, y = next(iter(pairs.train_dataloader()))
     assert x1.shape == x2.shape == (100, 28, 28) and y.shape == (100,)
-    a, b, y = pairs.eval_pairs("test")
+    a, b, y = pairs.eval_set("test").pairs
     assert int(torch.maximum(a, b).max()) < len(pairs.splits["test"][1]) == 10_000
     labels = pairs.splits["test"][1]
     assert torch.equal(labels[a] == labels[b], y == SIMILAR)
@@ -263,6 +257,17 @@ def test_triplets_are_valid(pairs: PairDataModule) -> None:
     a, p, n = pairs.sampler.triplets(10_000, torch.Generator().manual_seed(0))
     assert torch.equal(labels[a], labels[p]) and not (a == p).any()
     assert (labels[a] != labels[n]).all()
+
+
+def test_triplet_batches_carry_the_anchor_label_and_fixed_loss_rows(data_dir: Path) -> None:
+    dm = PairDataModule(str(data_dir), download=False, batches="triplets", batch_size=50, eval_pairs=500)
+    dm.setup()
+    anchor, positive, negative, label = next(iter(dm.train_dataloader()))
+    assert anchor.shape == positive.shape == negative.shape == (50, 28, 28) and label.shape == (50,)
+    a, p, n, y = dm.eval_set("val").loss_rows
+    labels = dm.splits["val"][1]
+    assert torch.equal(labels[a], y) and torch.equal(labels[p], y) and (labels[n] != y).all()
+    assert dm.eval_set("val").pairs[0].shape == (500,)  # the verification pairs, whatever the batches
 
 
 def test_sampling_an_epoch_is_fast(pairs: PairDataModule) -> None:

@@ -18,7 +18,10 @@ from siamese_lit.compare import compare, hydra_args
 from siamese_lit.data.images import ImageError, load_digit
 from siamese_lit.data.mnist import load_mnist
 from siamese_lit.evaluate import evaluate
-from siamese_lit.evaluation import protocols as P
+from siamese_lit.evaluation import correction as C
+from siamese_lit.evaluation import protocol as P
+from siamese_lit.evaluation.retrieval import retrieval, sort_rows
+from siamese_lit.objectives import Distance
 from siamese_lit.models.loading import load_model
 from siamese_lit.utils.errors import CheckpointError
 
@@ -117,12 +120,12 @@ def test_correction_threshold_is_the_best_cut() -> None:
     logits = torch.randn(400, 10, generator=g) + 2.5 * F.one_hot(labels, 10)  # right about 3 times in 4
     distance = torch.rand(400, 10, generator=g) + 0.8 * (1 - F.one_hot(labels, 10))  # mostly right too
     classes = torch.arange(10)
-    best = P.correction_threshold(logits, labels, distance, classes)
+    best = C.correction_threshold(logits, labels, distance, classes)
 
     def accuracy(t: float) -> float:
-        return P.correction(logits, labels, distance, classes, t)[0]["combined_accuracy"]
+        return C.correction(logits, labels, distance, classes, t)[0]["combined_accuracy"]
 
-    _, check_distance, _ = P.checked(logits, distance, classes)
+    _, check_distance, _ = C.checked(logits, distance, classes)
     cuts = [float(t) for t in check_distance] + [float("inf")]  # every distinct choice
     assert accuracy(best) == max(accuracy(t) for t in cuts) > accuracy(float("inf"))
 
@@ -130,7 +133,7 @@ def test_correction_threshold_is_the_best_cut() -> None:
 def test_retrieval_figures_match_torchmetrics(evaluation, tiny_siamese_run: Path, tmp_path: Path) -> None:
     _, report = evaluation
     figures = report["retrieval"]["figures"]
-    assert set(figures) == {"precision@1", "precision@10", "precision@100", "mAP", "r_precision", "map_at_r"}
+    assert set(figures) == {"p_at_1", "p_at_10", "p_at_100", "map", "r_precision", "map_at_r"}
     # torchmetrics on the same embeddings, every test image querying the 999 others
     dm = instantiate(compose_cfg(DATA, tmp_path, config_name="eval").data)
     dm.setup()
@@ -139,9 +142,9 @@ def test_retrieval_figures_match_torchmetrics(evaluation, tiny_siamese_run: Path
     d = torch.cdist(emb, emb)
     q, doc = torch.nonzero(~torch.eye(len(y), dtype=torch.bool), as_tuple=True)
     preds, target = 1 / (1 + d[q, doc]), y[q] == y[doc]
-    assert figures["mAP"] == pytest.approx(float(RetrievalMAP()(preds, target, indexes=q)), abs=1e-4)
+    assert figures["map"] == pytest.approx(float(RetrievalMAP()(preds, target, indexes=q)), abs=1e-4)
     precision = RetrievalPrecision(top_k=10)(preds, target, indexes=q)
-    assert figures["precision@10"] == pytest.approx(float(precision), abs=1e-4)
+    assert figures["p_at_10"] == pytest.approx(float(precision), abs=1e-4)
 
 
 def test_r_precision_and_map_at_r_are_musgraves_definitions() -> None:
@@ -161,7 +164,7 @@ def test_r_precision_and_map_at_r_are_musgraves_definitions() -> None:
         precision_at = hits.cumsum(0) / torch.arange(1, r + 1)
         r_precision.append(float(hits.sum()) / r)
         map_at_r.append(float((precision_at * hits).sum()) / r)
-    figures = P.retrieval(emb, labels, [1])
+    figures = retrieval(emb, labels, [1], Distance())
     assert figures["r_precision"] == pytest.approx(sum(r_precision) / 60, abs=1e-6)
     assert figures["map_at_r"] == pytest.approx(sum(map_at_r) / 60, abs=1e-6)
 
@@ -203,7 +206,7 @@ def test_robustness_section_every_corruption_and_the_means(evaluation) -> None:
 
 def test_sort_rows_sorts_like_torch() -> None:
     keys = torch.randint(0, 2**31 - 1, (7, 5000), dtype=torch.int32)
-    assert torch.equal(P.sort_rows(keys), keys.sort(1).values)
+    assert torch.equal(sort_rows(keys), keys.sort(1).values)
 
 
 def test_report_files_and_tensorboard_grid(evaluation) -> None:

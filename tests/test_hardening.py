@@ -124,9 +124,9 @@ CASES = [
         "train",
         [
             *TRAIN,
-            "model.loss._target_=shutil.copyfile",
-            "+model.loss.src=<evil>",
-            "+model.loss.dst=<user_file>",
+            "model.objective._target_=shutil.copyfile",
+            "+model.objective.src=<evil>",
+            "+model.objective.dst=<user_file>",
         ],
         r"model\.loss\._target_=shutil.copyfile " + REFUSED,
     ),
@@ -159,7 +159,7 @@ CASES = [
     _case(
         "margin-abc",
         "train",
-        [*TRAIN, "model.loss.margin=abc"],
+        [*TRAIN, "model.objective.margin=abc"],
         r"model\.loss\.margin must be float, got 'abc'",
     ),
     _case("lr-negative", "train", [*TRAIN, "model.optimizer.lr=-0.1"], "Invalid learning rate: -0.1"),

@@ -1,4 +1,4 @@
-"""The losses against their papers' formulas (Hadsell's contrastive loss by hand-computed values,
+"""The objectives' losses against their papers' formulas (Hadsell's contrastive loss by hand-computed values,
 SupCon and NT-Xent by per-anchor reference code), the label convention, the distance."""
 
 from __future__ import annotations
@@ -10,8 +10,13 @@ from hydra.utils import instantiate
 
 from siamese_lit import PROJECT_ROOT
 from siamese_lit.data import DISSIMILAR, SIMILAR
-from siamese_lit.distances import Distance
-from siamese_lit.losses import ContrastiveLoss, ViewLoss, contrastive_loss
+from siamese_lit.objectives import (
+    ContrastiveObjective,
+    Distance,
+    TripletObjective,
+    ViewObjective,
+    contrastive_loss,
+)
 from siamese_lit.utils.errors import ConfigError
 
 
@@ -43,20 +48,39 @@ def test_mixed_batch_and_margin_edge_gradient() -> None:
     assert torch.allclose(d.grad, torch.tensor([1 / 3, -1 / 3, 0.0]))
 
 
-def test_module_uses_euclidean_distance_of_embeddings() -> None:
+def test_objective_uses_the_distance_of_embeddings_and_logs_both_kinds() -> None:
     e1 = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
     e2 = torch.tensor([[3.0, 4.0], [0.6, 0.8]])  # distances 5 and 1
     y = torch.tensor([SIMILAR, DISSIMILAR])
-    loss = ContrastiveLoss(margin=2.0)(e1, e2, y)
+    loss, logged = ContrastiveObjective(margin=2.0)((e1, e2), y)
     assert float(loss) == pytest.approx((0.5 * 25 + 0.5 * 1) / 2, rel=1e-4)
+    assert logged["d_similar"].tolist() == pytest.approx([5.0], rel=1e-5)
+    assert logged["d_dissimilar"].tolist() == pytest.approx([1.0], rel=1e-5)
 
 
-def test_margin_must_be_positive() -> None:
+def test_triplet_objective_is_torchs_triplet_margin_loss() -> None:
+    g = torch.Generator().manual_seed(6)
+    a, p, n = torch.randn(3, 16, 5, generator=g)
+    loss, logged = TripletObjective(margin=1.0)((a, p, n), torch.zeros(16))
+    assert float(loss) == pytest.approx(float(torch.nn.TripletMarginLoss(margin=1.0)(a, p, n)), rel=1e-6)
+    assert torch.allclose(logged["d_similar"], torch.nn.functional.pairwise_distance(a, p))
+
+
+def test_each_objective_names_its_batches() -> None:
+    assert (ContrastiveObjective.batches, TripletObjective.batches, ViewObjective.batches) == (
+        "pairs",
+        "triplets",
+        "views",
+    )
+
+
+@pytest.mark.parametrize("objective", [ContrastiveObjective, TripletObjective])
+def test_margin_must_be_positive(objective: type) -> None:
     with pytest.raises(ConfigError, match="margin"):
-        ContrastiveLoss(margin=0.0)
+        objective(margin=0.0)
 
 
-# ---- ViewLoss: pytorch-metric-learning's terms against the papers' formulas ------------------------
+# ---- ViewObjective: pytorch-metric-learning's terms against the papers' formulas ------------------------
 
 
 def _cosine_logits(z: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -90,10 +114,22 @@ def ntxent_reference(z: torch.Tensor, temperature: float) -> torch.Tensor:
     return torch.stack(losses).mean()
 
 
-def _view_loss(config: str, *overrides: str) -> ViewLoss:
-    """The loss of conf/model/loss/<config>.yaml, composed by Hydra."""
-    cfg = compose_cfg(["+experiment=siamese", f"model/loss={config}", *overrides], PROJECT_ROOT / "unused")
-    return instantiate(cfg.model.loss)
+class _ViewLoss:
+    """The objective of conf/model/objective/<config>.yaml (composed by Hydra, bound to a distance)
+    as a loss of (2B, D) embeddings, the B first views then the B second ones, and B labels."""
+
+    def __init__(self, config: str, *overrides: str, normalize: bool = True) -> None:
+        cfg = compose_cfg(
+            ["+experiment=siamese", f"model/objective={config}", *overrides], PROJECT_ROOT / "unused"
+        )
+        self.objective = instantiate(cfg.model.objective)
+        self.objective.bind(Distance(normalize=normalize))
+
+    def __call__(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.objective(z.chunk(2), labels)[0]
+
+
+_view_loss = _ViewLoss
 
 
 def test_supcon_term_is_the_papers_formula() -> None:
@@ -114,7 +150,7 @@ def test_ntxent_term_is_simclrs_formula() -> None:
 def test_summed_terms_and_instance_weight() -> None:
     g = torch.Generator().manual_seed(2)
     z, labels = torch.randn(12, 8, generator=g), torch.randint(0, 3, (6,), generator=g)
-    both = float(_view_loss("supcon_ntxent", "model.loss.instance_weight=0.5")(z, labels))
+    both = float(_view_loss("supcon_ntxent", "model.objective.instance_weight=0.5")(z, labels))
     expected = supcon_reference(z, labels.repeat(2), 0.1) + 0.5 * ntxent_reference(z, 0.1)
     assert both == pytest.approx(float(expected), rel=1e-4)
 
@@ -126,7 +162,6 @@ def test_mined_losses_pull_views_of_a_digit_together(config: str) -> None:
     labels = torch.arange(4).repeat_interleave(4)
     z = torch.randn(32, 8, generator=g, requires_grad=True)
     loss_fn = _view_loss(config)
-    loss_fn.bind(Distance(normalize=True))
     opt = torch.optim.SGD([z], lr=0.5)
     first = float(loss_fn(z, labels).detach())
     for _ in range(50):
@@ -140,21 +175,20 @@ def test_mined_losses_pull_views_of_a_digit_together(config: str) -> None:
     assert d[same].mean() < d[~same].mean()
 
 
-def test_view_loss_needs_a_term_and_takes_the_models_distance() -> None:
+def test_view_objective_needs_a_term_and_takes_the_models_distance() -> None:
     with pytest.raises(ConfigError, match="supervised or an instance term"):
-        ViewLoss()
-    loss = _view_loss("supcon")
-    loss.bind(Distance(normalize=False))
-    assert type(loss.terms["supervised"].distance).__name__ == "LpDistance"
-    loss.bind(Distance(normalize=True))
-    assert type(loss.terms["supervised"].distance).__name__ == "CosineSimilarity"
+        ViewObjective()
+    euclidean = _view_loss("supcon", normalize=False).objective
+    assert type(euclidean.terms["supervised"].distance).__name__ == "LpDistance"
+    cosine = _view_loss("supcon", normalize=True).objective
+    assert type(cosine.terms["supervised"].distance).__name__ == "CosineSimilarity"
 
 
 def test_cosine_distance_ranks_like_cosine_similarity() -> None:
     g = torch.Generator().manual_seed(4)
     q, r = torch.randn(5, 6, generator=g), torch.randn(20, 6, generator=g)
     cosine = Distance(normalize=True)
-    d = torch.cdist(cosine.prepare(q), cosine.prepare(r))  # every figure: Euclidean on prepared
+    d = cosine.matrix(q, r)  # every figure: Euclidean on unit vectors
     sim = torch.nn.functional.normalize(q, dim=1) @ torch.nn.functional.normalize(r, dim=1).T
     assert torch.allclose(d.pow(2), 2 - 2 * sim, atol=1e-5)
     assert torch.equal(d.argsort(1), (-sim).argsort(1))

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from siamese_lit.evaluation.metrics import best_threshold, knn_predict, oneshot_accuracy, verification
+from siamese_lit.evaluation.classification import knn_predict
+from siamese_lit.evaluation.retrieval import oneshot_accuracy
+from siamese_lit.evaluation.verification import best_threshold, verification
+from siamese_lit.objectives import Distance
+
+EUCLIDEAN = Distance()
 
 
 def test_perfect_separation() -> None:
@@ -27,13 +32,13 @@ def test_threshold_is_applied_unchanged_when_given() -> None:
 def test_knn_majority_vote() -> None:
     gallery = torch.tensor([[0.0], [0.1], [0.2], [5.0], [5.1]])
     labels = torch.tensor([1, 1, 0, 2, 2])
-    pred = knn_predict(torch.tensor([[0.05], [4.9]]), gallery, labels, k=3)
+    pred = knn_predict(torch.tensor([[0.05], [4.9]]), gallery, labels, 3, EUCLIDEAN)
     assert pred.tolist() == [1, 2]
 
 
 def test_oneshot_on_separated_clusters() -> None:
     emb = torch.cat([torch.randn(50, 2) * 0.1 + c for c in (0.0, 5.0, 10.0)])
     labels = torch.arange(3).repeat_interleave(50)
-    assert oneshot_accuracy(emb, labels, episodes=5, seed=0) == 1.0
+    assert oneshot_accuracy(emb, labels, 5, 0, EUCLIDEAN) == 1.0
     noise = torch.randn(150, 2)
-    assert oneshot_accuracy(noise, labels, episodes=20, seed=0) < 0.6
+    assert oneshot_accuracy(noise, labels, 20, 0, EUCLIDEAN) < 0.6

@@ -19,9 +19,9 @@ from siamese_lit.train import train
 from siamese_lit.utils.errors import ConfigError, DataError, find_user_error
 
 BAD_CONFIGS = [
-    (["+experiment=siamese", "model.loss.margin=0"], "model.loss.margin must be > 0"),
-    (["+experiment=siamese", "model.loss.margin=-1.5"], "model.loss.margin must be > 0"),
-    (["+experiment=siamese_triplet", "model.loss.margin=0"], "model.loss.margin must be > 0"),
+    (["+experiment=siamese", "model.objective.margin=0"], "model.objective.margin must be > 0"),
+    (["+experiment=siamese", "model.objective.margin=-1.5"], "model.objective.margin must be > 0"),
+    (["+experiment=siamese_triplet", "model.objective.margin=0"], "model.objective.margin must be > 0"),
     (["+experiment=siamese", "model.embedding_dim=0"], "model.embedding_dim must be >= 1"),
     (["+experiment=siamese", "model.net.out_dim=5"], "model.embedding_dim=10 but the encoder outputs 5"),
     (["+experiment=siamese", "data.similar_fraction=0"], "data.similar_fraction must be in (0, 1)"),
@@ -34,11 +34,15 @@ BAD_CONFIGS = [
     (["+experiment=siamese", "data.classes=[1,12]"], "data.classes must list at least 2 distinct digits"),
     (["+experiment=siamese_unseen", "data.test_classes=[7]"], "data.test_classes must list at least 2"),
     (["+experiment=siamese", "data.batch_size=1"], "data.batch_size must be >= 2 for pairs"),
-    (["+experiment=siamese", "data.mode=quads"], "data.mode must be 'pairs', 'triplets' or 'views'"),
-    (["+experiment=siamese", "data.mode=views"], "data.mode=views trains on two augmented views"),
-    (["+experiment=siamese", "data.mode=views", "data/augment=robust"], "which trains on pairs"),
-    (["+experiment=siamese_robust", "data.mode=pairs"], "which trains on views"),
-    (["+experiment=siamese", "model.projection={_target_:torch.nn.Identity}"], "model.projection is a head"),
+    (
+        ["+experiment=siamese", "data.batches=quads"],
+        "data.batches must be one of ['pairs', 'triplets', 'views']",
+    ),
+    (
+        ["+experiment=siamese", "model/objective=supcon"],
+        "two-view batches (a views objective) need an augmentation",
+    ),
+    (["+experiment=siamese", "model.objective._target_=torch.nn.Identity"], "is not an objective"),
     # caught when the optimizer is configured, after loading the data but before the first step
     (["+experiment=classifier", "trainer.max_epochs=-1"], "OneCycleLR needs the run's length"),
 ]
@@ -69,9 +73,9 @@ def _error_line(result) -> str:
 
 def test_cli_bad_config_is_one_stderr_line(tmp_path: Path) -> None:
     result = run_cli(
-        "siamese_lit.train", ["+experiment=siamese", "model.loss.margin=0", f"hydra.run.dir={tmp_path}"]
+        "siamese_lit.train", ["+experiment=siamese", "model.objective.margin=0", f"hydra.run.dir={tmp_path}"]
     )
-    assert _error_line(result) == "error: model.loss.margin must be > 0, got 0."
+    assert _error_line(result) == "error: model.objective.margin must be > 0, got 0."
     assert result.stderr.strip().count("\n") == 0, result.stderr  # nothing else on stderr
     assert not (tmp_path / "checkpoints").exists()
 

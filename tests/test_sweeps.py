@@ -50,7 +50,8 @@ def multirun(
     """A 3-job sweep over the margin; the job with margin -1 fails (a config error)."""
     sweep_dir = tmp_path_factory.mktemp("multirun") / "sweep"
     proc = run_cli(
-        "siamese_lit.train", ["-m", *tiny(), "model.loss.margin=1.0,-1.0,2.0", f"hydra.sweep.dir={sweep_dir}"]
+        "siamese_lit.train",
+        ["-m", *tiny(), "model.objective.margin=1.0,-1.0,2.0", f"hydra.sweep.dir={sweep_dir}"],
     )
     return sweep_dir, proc
 
@@ -60,24 +61,28 @@ def test_multirun_writes_one_dir_with_metrics_per_job_and_summarizes_them(multir
     for job, margin in (("0", "1.0"), ("2", "2.0")):
         metrics = json.loads((sweep_dir / job / "metrics.json").read_text())
         assert 0.0 <= metrics["test/auroc"] <= 1.0 and "val/auroc_best" in metrics, proc.stderr[-3000:]
-        assert f"model.loss.margin={margin}" in OmegaConf.load(sweep_dir / job / ".hydra" / "overrides.yaml")
+        assert f"model.objective.margin={margin}" in OmegaConf.load(
+            sweep_dir / job / ".hydra" / "overrides.yaml"
+        )
     rows = read_summary(sweep_dir)
-    assert {(r["job"], r["model.loss.margin"], r["status"]) for r in rows} == {
+    assert {(r["job"], r["model.objective.margin"], r["status"]) for r in rows} == {
         ("0", "1.0", "ok"),
         ("2", "2.0", "ok"),
         ("1", "-1.0", "failed"),
     }
     best = [float(r["val/auroc_best"]) for r in rows if r["status"] == "ok"]
     assert best == sorted(best, reverse=True) and rows[-1]["status"] == "failed"  # best first, failed last
-    assert "| model.loss.margin |" in (sweep_dir / "summary.md").read_text()
+    assert "| model.objective.margin |" in (sweep_dir / "summary.md").read_text()
 
 
 def test_failing_job_is_reported_and_the_other_jobs_finish(multirun) -> None:
     sweep_dir, proc = multirun
     assert proc.returncode == 1
-    assert "error: 1 of 3 jobs failed: 1 (job 1: ConfigError: model.loss.margin must be > 0" in proc.stderr
+    assert (
+        "error: 1 of 3 jobs failed: 1 (job 1: ConfigError: model.objective.margin must be > 0" in proc.stderr
+    )
     failed = sweep_dir / "1"
-    assert "model.loss.margin must be > 0" in json.loads((failed / "error.json").read_text())["error"]
+    assert "model.objective.margin must be > 0" in json.loads((failed / "error.json").read_text())["error"]
     assert not (failed / "metrics.json").exists() and (sweep_dir / "2" / "metrics.json").is_file()
 
 
@@ -101,7 +106,7 @@ def test_optuna_search_runs_its_trials_and_reports_the_best(tmp_path: Path, data
     results = OmegaConf.load(sweep_dir / "optimization_results.yaml")
     trials = [json.loads((sweep_dir / j / "metrics.json").read_text())["val/auroc_best"] for j in ("0", "1")]
     assert results.best_value == pytest.approx(max(trials))  # the sweeper maximises val/auroc_best
-    assert set(results.best_params) >= {"model.optimizer.lr", "model.loss.margin", "data.batch_size"}
+    assert set(results.best_params) >= {"model.optimizer.lr", "model.objective.margin", "data.batch_size"}
     assert f"Best value: {results.best_value}" in proc.stderr + proc.stdout
     assert "Optuna best value" in (sweep_dir / "summary.md").read_text()
 

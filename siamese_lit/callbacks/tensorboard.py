@@ -3,8 +3,9 @@
 Each callback writes through the run's TensorBoardLogger (its SummaryWriter) on the main process and
 does nothing without one, during the sanity check, or for a module it does not apply to, so every
 callback can stay in conf/callbacks/default.yaml for every experiment. They draw from what the
-evaluation computed anyway (LitSiamese.last_eval, LitClassifier's eval-step logits) and only at
-validation/test end, so the training loop pays nothing per step.
+evaluation computed anyway and only at validation/test end, so the training loop pays nothing per
+step: a Siamese model's `evaluation` (siamese_lit.evaluation.scoring.Evaluation, the one value they
+read), a classifier's eval-step logits and batches.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from siamese_lit.callbacks.figures import captioned_grid, roc_figure, scatter_figure
-from siamese_lit.models.classifier import LitClassifier
-from siamese_lit.models.siamese import Evaluation, LitSiamese
+from siamese_lit.evaluation.scoring import Evaluation
 
 
 def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
@@ -79,13 +79,14 @@ class ModelSummaryText(L.Callback):
 class ClassifierFigures(L.Callback):
     """Misclassified images captioned "predicted (true)" and the confusion matrix, at val and test end.
 
-    Per batch it keeps only the predictions, labels and image indices; the images are looked up in the
-    data module's split at the end. Does nothing for modules other than LitClassifier.
+    Per batch it keeps the predictions and labels, and the first `max_images` misclassified images.
+    Applies to modules whose evaluation steps return logits (LitClassifier); does nothing otherwise.
     """
 
     def __init__(self, max_images: int = 64, ncol: int = 8) -> None:
         self.max_images, self.ncol = max_images, ncol
-        self.rows: list[tuple[Tensor, Tensor, Tensor]] = []
+        self.rows: list[tuple[Tensor, Tensor]] = []
+        self.wrong: list[tuple[Tensor, Tensor, Tensor]] = []  # (images, predicted, true), up to max_images
 
     def on_validation_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
@@ -102,19 +103,21 @@ class ClassifierFigures(L.Callback):
         self._draw(trainer, "test")
 
     def _keep(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any) -> None:
-        if (
-            trainer.sanity_checking
-            or not isinstance(pl_module, LitClassifier)
-            or not isinstance(outputs, Tensor)
-        ):
+        if trainer.sanity_checking or not isinstance(outputs, Tensor) or outputs.dim() != 2:
             return
-        self.rows.append((outputs.detach().argmax(1), batch[1], batch[2]))
+        pred, target = outputs.detach().argmax(1), batch[1]
+        self.rows.append((pred, target))
+        kept = sum(len(w[0]) for w in self.wrong)
+        wrong = (pred != target).nonzero().squeeze(1)[: max(self.max_images - kept, 0)]
+        if len(wrong):
+            self.wrong.append((batch[0][wrong].detach(), pred[wrong], target[wrong]))
 
     def _draw(self, trainer: L.Trainer, stage: str) -> None:
         if not self.rows:
             return
-        pred, target, index = (torch.cat(t) for t in zip(*self.rows, strict=True))
-        self.rows = []
+        pred, target = (torch.cat(t) for t in zip(*self.rows, strict=True))
+        wrong = [torch.cat(t) for t in zip(*self.wrong, strict=True)] if self.wrong else []
+        self.rows, self.wrong = [], []
         num_classes = int(trainer.lightning_module.hparams.get("num_classes", int(target.max()) + 1))
         confmat = MulticlassConfusionMatrix(num_classes).to(pred.device)
         confmat.update(pred, target)
@@ -126,22 +129,22 @@ class ClassifierFigures(L.Callback):
         fig, ax = confmat.plot(matrix, labels=[str(c) for c in range(num_classes)])
         ax.set_title(f"{stage} confusion matrix, step {step}")
         writer.add_figure(f"{stage}/confusion_matrix", fig, step)
-        wrong = (pred != target).nonzero().squeeze(1)
-        if len(wrong) == 0:
+        if not wrong:
             return
-        shown = wrong[: self.max_images]
-        images = trainer.datamodule.splits[stage][0][index[shown]]
-        captions = [f"{p} ({t})" for p, t in zip(pred[shown].tolist(), target[shown].tolist(), strict=True)]
-        title = f"{stage}: {len(wrong)} of {len(pred)} misclassified; first {len(shown)}, predicted (true)"
+        images, shown_pred, shown_true = wrong
+        errors = int((pred != target).sum())
+        captions = [f"{p} ({t})" for p, t in zip(shown_pred.tolist(), shown_true.tolist(), strict=True)]
+        title = f"{stage}: {errors} of {len(pred)} misclassified; first {len(images)}, predicted (true)"
         writer.add_figure(
             f"{stage}/misclassified",
-            captioned_grid(images, captions, ["red"] * len(shown), self.ncol, title),
+            captioned_grid(images, captions, ["red"] * len(images), self.ncol, title),
             step,
         )
 
 
 class SiameseCallback(L.Callback):
-    """Base: calls `draw` with LitSiamese's `last_eval` at the end of each validation and test."""
+    """Base: calls `draw` with the module's `evaluation` (an Evaluation) at the end of each validation
+    and test; does nothing for modules without one."""
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._maybe_draw(trainer, pl_module, "val")
@@ -150,9 +153,9 @@ class SiameseCallback(L.Callback):
         self._maybe_draw(trainer, pl_module, "test")
 
     def _maybe_draw(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        evaluation = getattr(pl_module, "last_eval", None) if isinstance(pl_module, LitSiamese) else None
+        evaluation = getattr(pl_module, "evaluation", None)
         writer = tensorboard_writer(trainer)
-        if writer is not None and evaluation is not None and evaluation.stage == stage:
+        if writer is not None and isinstance(evaluation, Evaluation) and evaluation.stage == stage:
             self.draw(writer, evaluation, trainer)
 
     def draw(self, writer: SummaryWriter, evaluation: Evaluation, trainer: L.Trainer) -> None:
@@ -173,9 +176,7 @@ class SiameseFigures(SiameseCallback):
 
     def draw(self, writer: SummaryWriter, evaluation: Evaluation, trainer: L.Trainer) -> None:
         ev, stage, step = evaluation, evaluation.stage, trainer.global_step
-        writer.add_figure(
-            f"{stage}/pairs", self._pair_grid(ev, trainer.datamodule.splits[stage][0], step), step
-        )
+        writer.add_figure(f"{stage}/pairs", self._pair_grid(ev, step), step)
         writer.add_figure(
             f"{stage}/roc",
             roc_figure(ev.distance, ev.target, ev.threshold, f"{stage} ROC, step {step}"),
@@ -187,7 +188,7 @@ class SiameseFigures(SiameseCallback):
             f"{stage}/embedding_2d", scatter_figure(ev.embeddings[:n], ev.labels[:n], title), step
         )
 
-    def _pair_grid(self, ev: Evaluation, images: Tensor, step: int) -> Any:
+    def _pair_grid(self, ev: Evaluation, step: int) -> Any:
         a, b = (t[: self.pairs] for t in ev.pairs)
         distance, similar = ev.distance[: self.pairs].tolist(), (ev.target[: self.pairs] == 0).tolist()
         called_same = [d <= ev.threshold for d in distance]
@@ -199,7 +200,9 @@ class SiameseFigures(SiameseCallback):
             f"{ev.stage} pairs, step {step}: distance and verdict at threshold {ev.threshold:.2f}\n"
             "(green right, red wrong)"
         )
-        return captioned_grid(torch.cat([images[a], images[b]], dim=2), captions, colors, self.ncol, title)
+        return captioned_grid(
+            torch.cat([ev.images[a], ev.images[b]], dim=2), captions, colors, self.ncol, title
+        )
 
 
 class DistanceHistograms(SiameseCallback):
@@ -211,30 +214,26 @@ class DistanceHistograms(SiameseCallback):
             writer.add_histogram(f"{evaluation.stage}/distance_{name}", distance, trainer.global_step)
 
 
-class EmbeddingProjector(L.Callback):
-    """Embeddings of `num_points` images of a split, with labels and sprite thumbnails, at the end of fit.
+class EmbeddingProjector(SiameseCallback):
+    """Embeddings of `num_points` test images, with labels and sprite thumbnails, for the PROJECTOR tab.
 
-    Written with `add_embedding` (projector_config.pbtxt, tensors.tsv, metadata.tsv, sprite.png under the
-    TensorBoard log dir) for the PROJECTOR tab. Uses the weights at the end of fit. LitSiamese only.
+    Drawn from the test evaluation (the embeddings of the checkpoint that is tested), written with
+    `add_embedding` (projector_config.pbtxt, tensors.tsv, metadata.tsv, sprite.png under the
+    TensorBoard log dir).
     """
 
-    def __init__(self, num_points: int = 2000, split: str = "test") -> None:
-        self.num_points, self.split = num_points, split
+    def __init__(self, num_points: int = 2000) -> None:
+        self.num_points = num_points
 
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        writer = tensorboard_writer(trainer)
-        splits = getattr(trainer.datamodule, "splits", {})
-        if writer is None or not isinstance(pl_module, LitSiamese) or self.split not in splits:
-            return
-        images, labels = (t[: self.num_points] for t in splits[self.split])
-        was_training = pl_module.training
-        pl_module.eval()
-        embeddings = pl_module.embed(trainer.datamodule.normalize(images))
-        pl_module.train(was_training)
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Test only."""
+
+    def draw(self, writer: SummaryWriter, evaluation: Evaluation, trainer: L.Trainer) -> None:
+        n = self.num_points
         writer.add_embedding(
-            embeddings.cpu(),
-            metadata=labels.tolist(),
-            label_img=images.unsqueeze(1).float().div(255).cpu(),
+            evaluation.embeddings[:n].cpu(),
+            metadata=evaluation.labels[:n].tolist(),
+            label_img=evaluation.images[:n].unsqueeze(1).float().div(255).cpu(),
             global_step=trainer.global_step,
-            tag=f"{self.split}_embeddings",
+            tag=f"{evaluation.stage}_embeddings",
         )

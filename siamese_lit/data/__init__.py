@@ -1,6 +1,8 @@
-"""MNIST in memory: the image data module, the pair/triplet data module and the pair sampler."""
+"""MNIST in memory: the image data module, the Siamese data module, its batch kinds and the sampler."""
 
+from siamese_lit.data.batches import BATCHES, DISSIMILAR, SIMILAR
 from siamese_lit.data.datamodule import MNISTDataModule
-from siamese_lit.data.pairs import DISSIMILAR, SIMILAR, PairDataModule, PairSampler
+from siamese_lit.data.pairs import EvalSet, PairDataModule
+from siamese_lit.data.sampler import PairSampler
 
-__all__ = ["DISSIMILAR", "SIMILAR", "MNISTDataModule", "PairDataModule", "PairSampler"]
+__all__ = ["BATCHES", "DISSIMILAR", "SIMILAR", "EvalSet", "MNISTDataModule", "PairDataModule", "PairSampler"]

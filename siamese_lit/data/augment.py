@@ -231,7 +231,7 @@ def affine(
     degrees: float = 10.0, translate: float = 0.1, scale: Sequence[float] = (0.9, 1.1), p: float = 1.0
 ) -> K.RandomAffine:
     """kornia's RandomAffine without shear: rotation in +-degrees, shift up to `translate` of the side
-    on each axis, isotropic zoom in `scale` (the arguments of the data module's former `augment`)."""
+    on each axis, isotropic zoom in `scale`."""
     return K.RandomAffine(degrees=degrees, translate=(translate, translate), scale=tuple(scale), p=p)
 
 
@@ -244,7 +244,7 @@ def robust(
     noise_std: float = 0.3,
     erase: Sequence[float] = (0.04, 0.12),
     max_lines: int = 3,
-    p: float = 0.4,
+    p: float = 0.25,
 ) -> nn.Sequential:
     """Affine, lines (when `max_lines` > 0), resolution loss, Gaussian blur, stroke width, noise and
     erasing, each applied with probability p.
@@ -270,8 +270,7 @@ def robust(
 
 def build_augmentation(spec: Mapping[str, Any] | nn.Module | None) -> nn.Module | None:
     """The augmentation module a config describes: None or {} -> None (no augmentation); a mapping
-    with `_target_` -> instantiated; a mapping without it -> `affine(**spec)` (the data module's
-    former `augment: {degrees, translate, scale}`, as older checkpoints and configs store it)."""
+    with `_target_` (conf/data/augment/) -> instantiated."""
     if spec is None or isinstance(spec, nn.Module):
         return spec
     if not isinstance(spec, Mapping):
@@ -279,7 +278,7 @@ def build_augmentation(spec: Mapping[str, Any] | nn.Module | None) -> nn.Module 
     if not spec:
         return None
     if "_target_" not in spec:
-        return affine(**spec)
+        raise ConfigError("data.augment needs a _target_: choose data/augment=none, affine or robust.")
     module = instantiate(spec)
     check(isinstance(module, nn.Module), f"data.augment: {spec['_target_']} does not build an nn.Module.")
     return module

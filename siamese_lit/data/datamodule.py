@@ -122,7 +122,8 @@ class MNISTDataModule(L.LightningDataModule):
 
     # ---- loaders -------------------------------------------------------------------------------
 
-    def _context(self) -> tuple[int, int, int]:
+    def context(self) -> tuple[int, int, int]:
+        """(epoch, rank, world size) of the run the loaders serve."""
         t = self.trainer
         return (t.current_epoch, t.global_rank, t.world_size) if t is not None else (0, 0, 1)
 
@@ -135,17 +136,21 @@ class MNISTDataModule(L.LightningDataModule):
             lambda i: (x[i], y[i], i),
             len(y),
             batch_size or self.eval_batch_size,
-            context=self._context,
+            context=self.context,
         )
 
     def train_dataloader(self) -> BatchLoader:
+        return self.image_batches()
+
+    def image_batches(self) -> BatchLoader:
+        """(images, labels) of the training split, every image once per epoch in a seeded order."""
         x, y = self.splits["train"]
 
         def rows(epoch: int) -> tuple[Tensor]:
             return (torch.randperm(len(y), generator=seeded(self.seed * 100_003 + epoch)).to(y.device),)
 
         return BatchLoader(
-            rows, lambda i: (x[i], y[i]), len(y), self.batch_size, even_shards=True, context=self._context
+            rows, lambda i: (x[i], y[i]), len(y), self.batch_size, even_shards=True, context=self.context
         )
 
     def val_dataloader(self) -> BatchLoader:
@@ -160,12 +165,15 @@ class MNISTDataModule(L.LightningDataModule):
         """uint8 (..., 28, 28) -> float, normalised."""
         return (images.float() / 255.0 - self.mean) / self.std
 
-    def augmented(self, images: Tensor) -> Tensor:
-        """uint8 (B, 28, 28) -> the augmentation policy's draw for each image, normalised."""
+    def prepare_training(self, images: Tensor) -> Tensor:
+        """uint8 (B, 28, 28) training images -> normalised, each under its own draw of the
+        augmentation policy when there is one."""
+        if self.augment is None:
+            return self.normalize(images)
         x = self.augment(images.unsqueeze(1).float() / 255.0).squeeze(1)
         return (x - self.mean) / self.std
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        training = self.trainer is not None and self.trainer.training and self.augment is not None
-        prepare = self.augmented if training else self.normalize
+        training = self.trainer is not None and self.trainer.training
+        prepare = self.prepare_training if training else self.normalize
         return tuple(prepare(t) if isinstance(t, Tensor) and t.dtype == torch.uint8 else t for t in batch)

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import torch
 from torch import Tensor
+
+from siamese_lit.utils.seeding import seeded
+
+__all__ = ["BatchLoader", "Context", "seeded", "single_process"]
 
 #: (epoch, rank, world_size) of the run the loader serves.
 Context = Callable[[], tuple[int, int, int]]
@@ -57,8 +60,3 @@ class BatchLoader:
         rows = [r[:n][rank::world] for r in rows]
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             yield self.take(*(r[start : start + self.batch_size] for r in rows))
-
-
-def seeded(seed: int) -> torch.Generator:
-    """A CPU generator: samples are the same on every device and every rank."""
-    return torch.Generator().manual_seed(int(seed))

@@ -1,1 +1,3 @@
-"""Evaluation of embeddings: verification, k-NN, one-shot, and (evaluate.py) the article's protocol."""
+"""Evaluation of embeddings: one road (scoring.score_embeddings) to verification, classification,
+retrieval and one-shot figures; the article's protocol, the correction of a classifier, the
+robustness suite and the evaluation report."""

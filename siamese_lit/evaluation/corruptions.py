@@ -24,6 +24,7 @@ from torchvision.utils import make_grid
 
 from siamese_lit.data.augment import dilate, erode
 from siamese_lit.utils.errors import ConfigError
+from siamese_lit.utils.seeding import seeded
 
 #: (images float (N, 1, H, W) in [0, 1], generator) -> images, not necessarily clamped.
 CorruptionFn = Callable[[Tensor, torch.Generator], Tensor]
@@ -218,7 +219,7 @@ def corrupt(images: Tensor, name: str, seed: int = 0) -> Tensor:
     """uint8 (N, H, W) digits under the corruption `name`, as uint8 (N, H, W) on the same device."""
     if name not in CORRUPTIONS:
         raise ConfigError(f"unknown corruption {name!r}; valid: {', '.join(CORRUPTIONS)}.")
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded(seed)
     x = images.unsqueeze(1).float() / 255.0
     out = CORRUPTIONS[name].fn(x, generator).clamp(0.0, 1.0)
     return (out * 255.0).round().to(torch.uint8).squeeze(1)

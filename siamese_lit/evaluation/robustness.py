@@ -17,6 +17,7 @@ from torch import Tensor
 
 from siamese_lit.evaluation.corruptions import CORRUPTIONS, corrupt
 from siamese_lit.evaluation.scoring import score_embeddings
+from siamese_lit.objectives.distance import Distance
 from siamese_lit.utils.errors import check
 
 #: uint8 (N, 28, 28) test digits -> what is scored: embeddings (N, D), or a classifier's logits (N, C).
@@ -37,27 +38,24 @@ def robustness(
     labels: Tensor,
     embed: Forward,
     gallery: tuple[Tensor, Tensor],
+    clean: dict[str, float],
     *,
+    distance: Distance,
     knn_k: int = 5,
     names: Sequence[str] | None = None,
     seed: int = 0,
     classify: Forward | None = None,
-    clean: Tensor | None = None,
 ) -> dict[str, Any]:
-    """Per corruption (and `clean`): `knn_acc`, `prototype_acc` and, with `classify`, `classifier_acc`;
-    `means` over all corruptions, the `trained` and the `held_out` kinds; the `worst` corruption of each
-    figure. `names` None: every corruption of the suite. `clean`: the clean images' embeddings when
-    the caller has them already (they are not computed again)."""
+    """Per corruption: `knn_acc`, `prototype_acc` and, with `classify`, `classifier_acc`, next to the
+    `clean` row the caller scored already (the clean test images are not embedded again); `means`
+    over all corruptions, the `trained` and the `held_out` kinds; the `worst` corruption of each
+    figure. `names` None: every corruption of the suite."""
     names = corruption_names(names)
-    rows: dict[str, dict[str, float]] = {}
-    for name in ["clean", *names]:
-        if name == "clean":
-            x, emb = images, (embed(images) if clean is None else clean)
-        else:
-            x = corrupt(images, name, seed)
-            emb = embed(x)
-        figures = score_embeddings(emb, labels, gallery=gallery, knn_k=knn_k)
-        rows[name] = {k: figures[k] for k in ("knn_acc", "prototype_acc")}
+    rows: dict[str, dict[str, float]] = {"clean": dict(clean)}
+    for name in names:
+        x = corrupt(images, name, seed)
+        scores = score_embeddings(embed(x), labels, distance=distance, gallery=gallery, knn_k=knn_k)
+        rows[name] = {k: scores.metrics[k] for k in ("knn_acc", "prototype_acc")}
         if classify is not None:
             rows[name]["classifier_acc"] = float((classify(x).argmax(1) == labels).float().mean())
     groups = {

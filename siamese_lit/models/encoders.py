@@ -13,9 +13,6 @@ from torch import Tensor, nn
 from siamese_lit.utils.errors import check
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
-#: what SequenceEncoder projects: the last layer's final hidden state, every layer's, or the last
-#: layer's outputs averaged over the rows
-READOUTS = ("last", "layers", "mean")
 
 
 def _images(x: Tensor) -> Tensor:
@@ -42,10 +39,6 @@ class SequenceEncoder(nn.Module):
     al., 2015): with 1.0 the cell carries the first rows of the digit to the last step from the first
     updates on (the README has the measured effect).
 
-    `readout` picks what is projected: `last` (the article's), `layers` (the final hidden state of
-    every layer, concatenated: the lower layers keep more of the strokes than of the trained classes)
-    or `mean` (the last layer's outputs averaged over the rows).
-
     `standardize` rescales each image to zero mean and unit variance before reading it, so a digit's
     overall brightness and contrast (a scanner's levels) cannot change its embedding.
 
@@ -63,11 +56,9 @@ class SequenceEncoder(nn.Module):
         out_dim: int = 10,
         forget_bias: float | None = None,
         standardize: bool = False,
-        readout: str = "last",
     ) -> None:
         super().__init__()
         check(cell in CELLS, f"model.net.cell must be one of {sorted(CELLS)}, got {cell!r}.")
-        check(readout in READOUTS, f"model.net.readout must be one of {list(READOUTS)}, got {readout!r}.")
         check(hidden_size >= 1, f"model.net.hidden_size must be >= 1, got {hidden_size}.")
         check(num_layers >= 1, f"model.net.num_layers must be >= 1, got {num_layers}.")
         check(0 <= dropout < 1, f"model.net.dropout must be in [0, 1), got {dropout}.")
@@ -85,9 +76,8 @@ class SequenceEncoder(nn.Module):
         if cell == "lstm" and forget_bias is not None:
             self._init_forget_gates(forget_bias)
         self.directions = 2 if bidirectional else 1
-        features = hidden_size * self.directions * (num_layers if readout == "layers" else 1)
-        self.head = nn.Linear(features, out_dim)
-        self.out_dim, self.standardize, self.readout = out_dim, standardize, readout
+        self.head = nn.Linear(hidden_size * self.directions, out_dim)
+        self.out_dim, self.standardize = out_dim, standardize
 
     @torch.no_grad()
     def _init_forget_gates(self, value: float) -> None:
@@ -104,14 +94,11 @@ class SequenceEncoder(nn.Module):
         if self.standardize:
             std, mean = torch.std_mean(x, dim=(-2, -1), keepdim=True)
             x = (x - mean) / (std + 1e-5)  # a blank image stays 0
-        out, h = self.rnn(x)
-        if self.readout == "mean":
-            return _in_float32(self.head, out.mean(1))
+        _, h = self.rnn(x)
         if isinstance(h, tuple):  # LSTM: (h_n, c_n)
             h = h[0]
-        # (layers * directions, B, H): the last layer's directions, or all of them
-        states = h[-self.directions :] if self.readout == "last" else h
-        return _in_float32(self.head, torch.cat(list(states), dim=1))
+        # (layers * directions, B, H): the last layer's directions
+        return _in_float32(self.head, torch.cat(list(h[-self.directions :]), dim=1))
 
 
 class CNNEncoder(nn.Module):

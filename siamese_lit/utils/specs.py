@@ -10,7 +10,7 @@ Two checks, both before any object is built:
   checked on the text of `_target_` first (nothing else is imported), then on the class it names
   (defined in that package, of that kind), so `torch.nn.modules.module.<something imported there>`
   does not pass either.
-- **Argument names and types.** A value of the wrong type (`model.loss.margin=abc`) would end in a
+- **Argument names and types.** A value of the wrong type (`model.objective.margin=abc`) would end in a
   TypeError deep inside the class; the class's own annotations say what it takes, so a value that
   fits none of the plain types annotated (int, float, bool, str, None, a class) is refused with a
   line naming the key. Annotations with generics or literals are not checked.

@@ -1,17 +1,16 @@
 """The one distance a Siamese model is trained and judged with, chosen in config (`model/distance`).
 
 Every figure of the project (pair distances and thresholds, k-NN, prototypes, one-shot, retrieval)
-is the Euclidean distance of embeddings as `LitSiamese` outputs them. `normalize: true` (the
-`cosine` config) makes those embeddings unit vectors, on which the Euclidean distance is a monotone
-function of the cosine similarity (‖a − b‖² = 2 − 2·cos(a, b)): every ranking, nearest neighbour and
-AUROC is then the cosine one, and thresholds stay distances in [0, 2]. The losses read the same
-object: Hadsell's contrastive loss measures the Euclidean distance of the embeddings it is given,
-and the pytorch-metric-learning losses get `pml()`, the matching distance object of that library
-(pytorch-metric-learning builds every loss on such an object the same way).
+and every objective measures embeddings through this object: `pairwise` for pairs of rows, `matrix`
+for all pairs of two sets. `normalize: true` (the `cosine` config) measures unit vectors, on which
+the Euclidean distance is a monotone function of the cosine similarity (‖a − b‖² = 2 − 2·cos(a, b)):
+every ranking, nearest neighbour and AUROC is then the cosine one, and thresholds stay distances in
+[0, 2]. The pytorch-metric-learning losses get `pml()`, the same geometry in that library's terms.
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from pytorch_metric_learning import distances as pml_distances
 from torch import Tensor, nn
@@ -33,8 +32,12 @@ class Distance(nn.Module):
         return F.normalize(embeddings, dim=-1) if self.normalize else embeddings
 
     def pairwise(self, a: Tensor, b: Tensor) -> Tensor:
-        """(N,): the distance of each row of `a` to the same row of `b` (prepared embeddings)."""
-        return F.pairwise_distance(a, b)
+        """(N,): the distance of each row of `a` to the same row of `b` (as the pair losses measure it)."""
+        return F.pairwise_distance(self.prepare(a), self.prepare(b))
+
+    def matrix(self, a: Tensor, b: Tensor) -> Tensor:
+        """(N, M): the distance of every row of `a` to every row of `b`."""
+        return torch.cdist(self.prepare(a), self.prepare(b))
 
     def pml(self) -> pml_distances.BaseDistance:
         """The pytorch-metric-learning distance of the same geometry, for its losses and miners."""
