@@ -38,6 +38,7 @@ from siamese_lit.data.sampler import PairSampler
 from siamese_lit.utils.allocator import keep_freed_memory
 from siamese_lit.utils.files import write_atomic, write_json
 from siamese_lit.utils.precision import forward_context
+from siamese_lit.utils.provenance import provenance
 from siamese_lit.utils.seeding import seeded
 
 SCRATCH = PROJECT_ROOT / "outputs" / "bench" / "scratch"
@@ -248,6 +249,7 @@ def run(mode: Mode, out_dir: Path) -> dict[str, Any]:
     data_dir = classifier.paths.data_dir
     scratch = out_dir / "scratch" / str(time.time_ns())
     result: dict[str, Any] = {
+        "provenance": provenance(),
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "mode": mode.name,
         "threads": torch.get_num_threads(),

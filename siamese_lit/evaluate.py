@@ -36,6 +36,7 @@ from siamese_lit.utils.devices import resolve_device
 from siamese_lit.utils.errors import ConfigError, check, exit_on_user_error
 from siamese_lit.utils.log import log
 from siamese_lit.utils.precision import forward_context
+from siamese_lit.utils.provenance import provenance
 from siamese_lit.utils.run_dir import claim_output_dir
 from siamese_lit.utils.seeding import seeded
 from siamese_lit.utils.specs import check_values
@@ -134,6 +135,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     figures = scores.metrics
     report: dict[str, Any] = {
         "checkpoint": str(cfg.ckpt_path),
+        "provenance": provenance(),
         "device": str(device),
         "precision": str(cfg.precision),
         "test_images": len(y_test),

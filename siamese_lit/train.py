@@ -19,7 +19,8 @@ from siamese_lit.utils.errors import check, exit_on_user_error
 from siamese_lit.utils.faults import stopped_by_signal
 from siamese_lit.utils.files import write_json
 from siamese_lit.utils.instantiate import instantiate_callbacks, instantiate_loggers
-from siamese_lit.utils.log import log, scalars
+from siamese_lit.utils.log import log, print_metrics, scalars
+from siamese_lit.utils.provenance import provenance
 from siamese_lit.utils.run_dir import claim_output_dir
 from siamese_lit.utils.specs import build, check_spec
 from siamese_lit.utils.sweep import is_multirun, objective, run_job
@@ -73,6 +74,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     except SIGTERMException as exc:  # Lightning's own ends the process with status 0
         raise stopped_by_signal(trainer, signal.SIGTERM) from exc
     if trainer.is_global_zero:
+        write_json(output_dir / "provenance.json", provenance())
         write_json(output_dir / "metrics.json", metrics)
         log.info("Metrics written to %s", output_dir / "metrics.json")
     return metrics
@@ -102,8 +104,14 @@ def _fit_and_test(
             log.warning(
                 "No checkpoint (fast_dev_run, checkpointing off, no ckpt_path): testing the current weights."
             )
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        # Lightning's own table prints a column per test dataloader, and a Siamese model's second
+        # loader is its gallery: the same figures twice. One table instead.
+        trainer.test(
+            model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False
+        )
         metrics.update(scalars(trainer.callback_metrics))
+        if trainer.is_global_zero:
+            print_metrics({k: v for k, v in metrics.items() if k.startswith("test/")}, "Test")
     log_final_hparams(trainer, OmegaConf.to_container(cfg, resolve=True), metrics)  # the HPARAMS tab
     return metrics
 

@@ -21,8 +21,8 @@ from siamese_lit.evaluate import evaluate
 from siamese_lit.evaluation import correction as C
 from siamese_lit.evaluation import protocol as P
 from siamese_lit.evaluation.retrieval import retrieval, sort_rows
-from siamese_lit.objectives import Distance
 from siamese_lit.models.loading import load_model
+from siamese_lit.objectives import Distance
 from siamese_lit.utils.errors import CheckpointError
 
 TEST_SIZE = 1000

@@ -159,3 +159,21 @@ def test_list_and_dict_options_survive_the_checkpoint(make_cfg) -> None:
     metrics = train(cfg)
     best = f"{cfg.callbacks.model_checkpoint.monitor}_best"  # the best checkpoint was loaded and tested
     assert "test/oneshot_acc" in metrics and best in metrics
+
+
+def test_cli_siamese_run_prints_its_test_figures_once(tmp_path: Path, data_dir: Path) -> None:
+    """The gallery is a second test loader: Lightning's table would show every figure twice."""
+    result = run_cli(
+        "siamese_lit.train",
+        [
+            "+experiment=siamese",
+            *TINY_SIAMESE,
+            *SMALL_NET,
+            "data.train_size=1000",
+            f"paths.log_dir={tmp_path}",
+        ],
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "DataLoader" not in result.stdout
+    rows = [line for line in result.stdout.splitlines() if line.startswith("│ test/")]  # the table's rows
+    assert sum("test/auroc " in r for r in rows) == 1 and sum("test/knn_acc " in r for r in rows) == 1

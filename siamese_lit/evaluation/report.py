@@ -30,7 +30,8 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         "# Evaluation of the Siamese model",
         "",
         f"Checkpoint `{report['checkpoint']}`, {report['test_images']} test images, "
-        f"device {report['device']}, seed {report['seed']}.",
+        f"device {report['device']}, seed {report['seed']}; commit {report['provenance']['commit']}, "
+        f"{report['provenance']['date']}.",
         "",
         "## Threshold calibrated on validation pairs",
         "",
@@ -224,12 +225,12 @@ def _correction_md(c: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def scalars(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
+def numbers(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
     """(path, value) of every number in a nested report (bools, lists and strings left out)."""
     for key, value in tree.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            yield from scalars(value, name + "/")
+            yield from numbers(value, name + "/")
         elif isinstance(value, int | float) and not isinstance(value, bool):
             yield name, float(value)
 
@@ -252,7 +253,7 @@ def write_report(output_dir: Path, report: Mapping[str, Any], images: Mapping[st
     logger = TensorBoardLogger(
         save_dir=str(output_dir / "tensorboard"), name=None, version="", default_hp_metric=False
     )
-    logger.log_metrics(dict(scalars({k: v for k, v in report.items() if k != "timing_s"})), step=0)
+    logger.log_metrics(dict(numbers({k: v for k, v in report.items() if k != "timing_s"})), step=0)
     for tag, image in images.items():
         logger.experiment.add_image(tag, image.cpu(), 0)
     logger.experiment.add_text("report", markdown, 0)

@@ -18,7 +18,7 @@ from siamese_lit.utils.specs import check_target
 Spec = nn.Module | Mapping[str, Any] | None
 
 
-def build(spec: Spec, where: str = "model.net") -> Any:
+def module_from(spec: Spec, where: str = "model.net") -> Any:
     """An nn.Module as is; a Hydra config ({_target_: ...}) instantiated if its targets are allowed
     (siamese_lit.utils.specs: a checkpoint's hyper-parameters are such configs)."""
     return spec if isinstance(spec, nn.Module) or spec is None else build_spec(spec, where, allowed_only=True)

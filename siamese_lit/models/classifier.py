@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from siamese_lit.models.base import LitBase, Spec, build
+from siamese_lit.models.base import LitBase, Spec, module_from
 from siamese_lit.utils.specs import plain
 
 
@@ -34,7 +34,7 @@ class LitClassifier(LitBase):
         super().__init__()
         net, optimizer, scheduler = plain(net), plain(optimizer), plain(scheduler)
         self.save_hyperparameters(logger=False, ignore=["net"] if isinstance(net, nn.Module) else None)
-        self.net = build(net)
+        self.net = module_from(net)
         self.criterion = nn.CrossEntropyLoss()
         self.train_metrics["acc"] = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")

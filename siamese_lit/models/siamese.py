@@ -11,7 +11,7 @@ from torchmetrics import MeanMetric
 
 from siamese_lit.evaluation.collector import EmbeddingCollector
 from siamese_lit.evaluation.scoring import Evaluation, score_split
-from siamese_lit.models.base import LitBase, Spec, build
+from siamese_lit.models.base import LitBase, Spec, module_from
 from siamese_lit.objectives import Distance, Objective
 from siamese_lit.utils.errors import check
 from siamese_lit.utils.specs import plain
@@ -70,9 +70,9 @@ class LitSiamese(LitBase):
         modules = (("net", net), ("objective", objective), ("distance", distance))
         ignore = [k for k, v in modules if isinstance(v, nn.Module)]
         self.save_hyperparameters(logger=False, ignore=ignore or None)
-        self.net = build(net)
-        self.distance: Distance = build(distance, "model.distance") or Distance()
-        self.objective: Objective = build(objective, "model.objective")
+        self.net = module_from(net)
+        self.distance: Distance = module_from(distance, "model.distance") or Distance()
+        self.objective: Objective = module_from(objective, "model.objective")
         check(
             isinstance(self.objective, Objective),
             "model.objective must be an objective of siamese_lit.objectives, got "

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_only
+from rich.console import Console
+from rich.table import Table
 
 
 class RankZeroInfo(logging.Filter):
@@ -30,3 +32,13 @@ def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
         except (TypeError, ValueError):
             continue
     return out
+
+
+def print_metrics(metrics: Mapping[str, float], title: str) -> None:
+    """One table of figures on the terminal (stdout), as Lightning prints its own."""
+    table = Table(title=title)
+    table.add_column("metric", style="cyan")
+    table.add_column("value", justify="right")
+    for name, value in sorted(metrics.items()):
+        table.add_row(name, f"{value:.6g}")
+    Console().print(table)
