@@ -40,6 +40,7 @@ from siamese_lit.utils.files import write_atomic, write_json
 from siamese_lit.utils.precision import forward_context
 from siamese_lit.utils.provenance import provenance
 from siamese_lit.utils.seeding import seeded
+from siamese_lit.utils.tables import markdown_table
 
 SCRATCH = PROJECT_ROOT / "outputs" / "bench" / "scratch"
 
@@ -300,8 +301,7 @@ def run(mode: Mode, out_dir: Path) -> dict[str, Any]:
 
 
 def to_markdown(result: dict[str, Any]) -> str:
-    rows = [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in _flat(result)]
-    return "\n".join(["| figure | value |", "|---|---|", *rows]) + "\n"
+    return "\n".join(markdown_table(["figure", "value"], _flat(result))) + "\n"
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from siamese_lit.utils.errors import DataError, exit_on_user_error
 from siamese_lit.utils.files import ERROR_FILE, write_atomic
+from siamese_lit.utils.tables import markdown_table
 
 # not siamese_lit.utils' logger: the CLI stays free of torch/Lightning imports, so it starts at once
 log = logging.getLogger("siamese_lit")
@@ -184,11 +185,6 @@ def table(sweep: Sweep, everything: bool) -> tuple[list[str], list[list[Any]]]:
     return header, rows
 
 
-def _cell(value: Any) -> str:
-    text = "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
-    return text.replace("|", "\\|")
-
-
 def markdown(sweep: Sweep, sweep_dir: Path) -> str:
     header, rows = table(sweep, everything=False)
     varying = varying_keys(sweep)
@@ -207,9 +203,7 @@ def markdown(sweep: Sweep, sweep_dir: Path) -> str:
     if "best_value" in sweep.optuna:
         best = sweep.optuna
         lines.append(f"Optuna best value: {best['best_value']:.6g}, params: {best['best_params']}")
-    cells = [[_cell(c) for c in row] for row in (header, *rows)]
-    lines += ["", "| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in cells[1:]]
+    lines += ["", *markdown_table(header, rows)]
     lines += seeds_markdown(sweep)
     return "\n".join(lines) + "\n"
 
@@ -277,21 +271,19 @@ def seeds_markdown(sweep: Sweep) -> list[str]:
     varying = [k for k in varying_keys(sweep) if k != "seed"]
     names = {n for g in groups for n in g.stats if n == sweep.metric or n.startswith("test/")}
     metrics = _metric_order(sweep, names)
-    lines = ["", "## Over seeds", "", "Mean ± sample standard deviation over the seeds that finished (n)."]
-    lines += [
-        "",
-        "| " + " | ".join([*varying, "jobs", *metrics]) + " |",
-        "|" + "---|" * (len(varying) + 1 + len(metrics)),
+    rows = [
+        [g.overrides.get(k, "") for k in varying]
+        + [" ".join(j.name for j in g.jobs)]
+        + [mean_std(*g.stats.get(m, (None, None, 0))) for m in metrics]
+        for g in groups
     ]
-    for g in groups:
-        cells = [_cell(g.overrides.get(k, "")) for k in varying] + [" ".join(j.name for j in g.jobs)]
-        for m in metrics:
-            mean, std, n = g.stats.get(m, (None, None, 0))
-            cells.append(
-                "" if mean is None else f"{mean:.4g} ± {'n/a' if std is None else f'{std:.2g}'} (n={n})"
-            )
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+    lines = ["", "## Over seeds", "", "Mean ± sample standard deviation over the seeds that finished (n)."]
+    return [*lines, "", *markdown_table([*varying, "jobs", *metrics], rows)]
+
+
+def mean_std(mean: float | None, std: float | None, n: int) -> str:
+    """`mean ± std (n=...)`, as summary.md and the results tables show a figure over seeds."""
+    return "" if mean is None else f"{mean:.4g} ± {'n/a' if std is None else f'{std:.2g}'} (n={n})"
 
 
 def _csv(header: list[str], rows: list[list[Any]]) -> str:

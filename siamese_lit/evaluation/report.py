@@ -12,15 +12,11 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from siamese_lit.utils.files import write_atomic, write_json
+from siamese_lit.utils.tables import markdown_table
 
 
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.2f}%"
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
 
 
 def to_markdown(report: Mapping[str, Any]) -> str:
@@ -39,7 +35,7 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         "",
         f"## The article's protocol (k = {proto['k']} references of each digit per image, from the test set)",
         "",
-        *_table(
+        *markdown_table(
             ["threshold", "value", "correct", "unknown", "wrong", "accuracy when answering"],
             [
                 [
@@ -56,7 +52,7 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         "",
         f"## Classification against a gallery of {gal['size']} training images",
         "",
-        *_table(
+        *markdown_table(
             ["method", "accuracy", *gal["knn"]["per_digit"].keys()],
             [
                 [
@@ -74,7 +70,7 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         "",
         f"Confusion matrix of the {gal['knn_k']}-NN answers (rows: true digit, columns: answer):",
         "",
-        *_table(
+        *markdown_table(
             ["", *gal["knn"]["per_digit"].keys()],
             [
                 [d, *row]
@@ -90,7 +86,7 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         "",
         "## Retrieval (every test image queries the others; relevant = same digit)",
         "",
-        *_table(list(ret["figures"].keys()), [[f"{v:.4f}" for v in ret["figures"].values()]]),
+        *markdown_table(list(ret["figures"].keys()), [[f"{v:.4f}" for v in ret["figures"].values()]]),
         "",
         f"Image grids of the {ret['neighbours']} nearest images of test images {ret['queries']} are in "
         "TensorBoard (IMAGES tab, `retrieval/nearest`; a red tint marks a neighbour of another digit).",
@@ -101,7 +97,7 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         "",
         "## Time (s)",
         "",
-        *_table(list(report["timing_s"].keys()), [[f"{v:.2f}" for v in report["timing_s"].values()]]),
+        *markdown_table(list(report["timing_s"].keys()), [[f"{v:.2f}" for v in report["timing_s"].values()]]),
     ]
     return "\n".join(md) + "\n"
 
@@ -131,7 +127,7 @@ def _verification_md(v: Mapping[str, Any]) -> list[str]:
         "seeded episodes); p_at_1, r_precision, map_at_r: every test image querying the others "
         "(Musgrave et al. 2020).",
         "",
-        *_table(shown, [[f"{v[f]:.4f}" for f in shown]]),
+        *markdown_table(shown, [[f"{v[f]:.4f}" for f in shown]]),
     ]
 
 
@@ -158,7 +154,7 @@ def _robustness_md(r: Mapping[str, Any]) -> list[str]:
         "kind of damage too; `held out`: it never does. One digit under every corruption is in "
         "TensorBoard (IMAGES tab, `robustness/corruptions`).",
         "",
-        *_table(["corruption", "kind", *figures], rows),
+        *markdown_table(["corruption", "kind", *figures], rows),
     ]
 
 
@@ -171,7 +167,7 @@ def _correction_md(c: Mapping[str, Any]) -> list[str]:
         f"mean distance to the references of the predicted digit is above {c['threshold']:.4f} "
         f"({c['threshold_source']}).",
         "",
-        *_table(
+        *markdown_table(
             [
                 "classifier accuracy",
                 "combined accuracy",
@@ -206,7 +202,7 @@ def _correction_md(c: Mapping[str, Any]) -> list[str]:
             "",
             "The article's examples:",
             "",
-            *_table(
+            *markdown_table(
                 ["test index", "digit", "classifier", "Siamese", "combined", "classifier error", "fixed"],
                 [
                     [

@@ -1,0 +1,208 @@
+"""`python -m siamese_lit.results SOURCE... [--out RESULTS.md]`: the results tables, from run outputs.
+
+Each SOURCE is a multirun dir (seeds of an experiment: `train -m +experiment=NAME seed=0,1,2`), an
+evaluate run dir (holding report.json) or a bench JSON file (outputs/bench/). The tables give each
+figure as mean ± sample std over the runs of the same experiment, with the commit(s) and date(s)
+the runs were made at and the command that made them; nothing in them is typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from siamese_lit.summarize import mean_std, read_sweep, seed_groups
+from siamese_lit.utils.errors import DataError, exit_on_user_error
+from siamese_lit.utils.files import write_atomic
+from siamese_lit.utils.tables import markdown_table
+
+#: the test figures each kind of experiment is judged by
+TRAIN_FIGURES = {
+    "classifier": ["test/acc"],
+    "siamese": [
+        "test/auroc",
+        "test/eer",
+        "test/pair_acc",
+        "test/knn_acc",
+        "test/prototype_acc",
+        "test/oneshot_acc",
+        "test/p_at_1",
+        "test/map_at_r",
+    ],
+}
+#: (column, path in report.json) of the evaluate table
+EVAL_FIGURES = [
+    ("protocol correct (article's threshold)", "protocol/thresholds/article/correct"),
+    ("k-NN", "gallery/knn/accuracy"),
+    ("prototypes", "gallery/prototype/accuracy"),
+    ("MAP@R", "retrieval/figures/map_at_r"),
+    ("corruptions: mean k-NN", "robustness/means/all/knn_acc"),
+    ("held-out mean k-NN", "robustness/means/held_out/knn_acc"),
+    ("worst k-NN", "robustness/worst/knn_acc/value"),
+]
+
+
+def _load(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} is not readable JSON ({type(exc).__name__}): give run outputs.") from exc
+
+
+def _select(tree: Any, path: str) -> float | None:
+    for key in path.split("/"):
+        tree = tree.get(key) if isinstance(tree, dict) else None
+    return tree if isinstance(tree, int | float) and not isinstance(tree, bool) else None
+
+
+def _stats(values: list[float]) -> str:
+    std = statistics.stdev(values) if len(values) > 1 else None
+    return mean_std(statistics.fmean(values), std, len(values)) if values else ""
+
+
+def _where(provenances: list[dict[str, Any]]) -> str:
+    commits = sorted({p.get("commit", "unknown") for p in provenances})
+    dates = sorted(p.get("date", "")[:10] for p in provenances)
+    return (
+        f"{', '.join(commits)} ({dates[0]}{' to ' + dates[-1] if dates[-1] != dates[0] else ''})"
+        if dates
+        else ""
+    )
+
+
+def train_table(sweep_dirs: list[Path]) -> list[str]:
+    """One row per experiment swept over seeds: its figures, mean ± std, and where they were measured."""
+    rows = []
+    for sweep_dir in sweep_dirs:
+        config = OmegaConf.load(next(sweep_dir.glob("*/.hydra/config.yaml")))
+        kind = "siamese" if "Siamese" in str(config.model._target_) else "classifier"
+        for group in seed_groups(read_sweep(sweep_dir)):
+            jobs = [sweep_dir / j.name for j in group.jobs if j.status == "ok"]
+            where = _where([_load(j / "provenance.json") for j in jobs if (j / "provenance.json").is_file()])
+            figures = [
+                f"{m.removeprefix('test/')} {mean_std(*group.stats[m])}"
+                for m in TRAIN_FIGURES[kind]
+                if m in group.stats
+            ]
+            overrides = " ".join(f"{k}={v}" for k, v in group.overrides.items())
+            rows.append(
+                [
+                    f"`{config.task_name}`",
+                    config.trainer.max_epochs,
+                    "; ".join(figures),
+                    f"`{overrides}`",
+                    where,
+                ]
+            )
+    header = ["experiment", "epochs", "test figures, mean ± std over seeds (n)", "overrides", "commit (date)"]
+    return markdown_table(header, rows)
+
+
+def eval_table(reports: list[dict[str, Any]]) -> list[str]:
+    """One row per experiment whose checkpoints were evaluated: each figure, mean ± std over them."""
+    by_experiment: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for report in reports:
+        run_dir = Path(report["checkpoint"]).parent.parent
+        config = run_dir / ".hydra" / "config.yaml"
+        by_experiment[OmegaConf.load(config).task_name if config.is_file() else str(run_dir)].append(report)
+    rows = []
+    for experiment, group in by_experiment.items():
+        cells = [
+            _stats([v for r in group if (v := _select(r, path)) is not None]) for _, path in EVAL_FIGURES
+        ]
+        rows.append([f"`{experiment}`", *cells, _where([r.get("provenance", {}) for r in group])])
+    return markdown_table(["checkpoints of", *(name for name, _ in EVAL_FIGURES), "commit (date)"], rows)
+
+
+def bench_table(results: list[dict[str, Any]]) -> list[str]:
+    """Each bench run's figures, side by side."""
+    flat = [dict(_flat(r)) for r in results]
+    names = [k for k in dict.fromkeys(k for f in flat for k in f) if not k.startswith("provenance.")]
+    header = ["figure", *(_where([r.get("provenance", {})]) for r in results)]
+    return markdown_table(header, [[n, *(f.get(n) for f in flat)] for n in names])
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for k, v in tree.items():
+        out += _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+    return out
+
+
+def results(sources: Sequence[Path]) -> str:
+    """RESULTS.md: the tables of what `sources` hold."""
+    sweeps = [s for s in sources if s.is_dir() and any(s.glob("*/.hydra/overrides.yaml"))]
+    reports = [_load(s / "report.json") for s in sources if (s / "report.json").is_file()]
+    benches = [_load(s) for s in sources if s.is_file() and s.suffix == ".json"]
+    unknown = [
+        str(s)
+        for s in sources
+        if s not in sweeps and not (s / "report.json").is_file() and s.suffix != ".json"
+    ]
+    if unknown:
+        raise DataError(f"not a multirun dir, an evaluate run dir or a bench JSON: {', '.join(unknown)}.")
+    md = [
+        "# Results",
+        "",
+        "Written by `python -m siamese_lit.results` from the run outputs named below; "
+        "regenerate it, do not edit it.",
+        "",
+    ]
+    if sweeps:
+        md += [
+            "## Experiments",
+            "",
+            "`python -m siamese_lit.train -m +experiment=NAME seed=0,1,2 logger=csv`, whole 10k test set.",
+            "",
+            *train_table(sweeps),
+            "",
+        ]
+    if reports:
+        md += [
+            "## The Siamese model as classifier, search engine, and on corrupted digits",
+            "",
+            "`python -m siamese_lit.evaluate ckpt_path=<job>/checkpoints/epoch_XXX.ckpt` on each job's best "
+            "checkpoint (the one its run tested); k-NN against 10k clean training images.",
+            "",
+            *eval_table(reports),
+            "",
+        ]
+    if benches:
+        md += [
+            "## Speed",
+            "",
+            "`python -m siamese_lit.bench` (all figures of a column in one process).",
+            "",
+            *bench_table(benches),
+            "",
+        ]
+    md += ["Sources:", "", *(f"- `{s}`" for s in sources)]
+    return "\n".join(md) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "sources", type=Path, nargs="+", help="multirun dirs, evaluate run dirs, bench JSON files"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="write the tables there (atomically) instead of printing them"
+    )
+    args = parser.parse_args(argv)
+    with exit_on_user_error():
+        text = results(args.sources)
+        if args.out:
+            write_atomic(args.out, text)
+        else:
+            print(text, end="")
+
+
+if __name__ == "__main__":
+    main()
