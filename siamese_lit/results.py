@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from siamese_lit.summarize import mean_std, read_sweep, seed_groups
 from siamese_lit.utils.errors import DataError, exit_on_user_error
 from siamese_lit.utils.files import write_atomic
-from siamese_lit.utils.tables import markdown_table
+from siamese_lit.utils.tables import flatten, markdown_table
 
 #: the test figures each kind of experiment is judged by
 TRAIN_FIGURES = {
@@ -123,17 +123,10 @@ def eval_table(reports: list[dict[str, Any]]) -> list[str]:
 
 def bench_table(results: list[dict[str, Any]]) -> list[str]:
     """Each bench run's figures, side by side."""
-    flat = [dict(_flat(r)) for r in results]
+    flat = [dict(flatten(r)) for r in results]
     names = [k for k in dict.fromkeys(k for f in flat for k in f) if not k.startswith("provenance.")]
     header = ["figure", *(_where([r.get("provenance", {})]) for r in results)]
     return markdown_table(header, [[n, *(f.get(n) for f in flat)] for n in names])
-
-
-def _flat(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out = []
-    for k, v in tree.items():
-        out += _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
-    return out
 
 
 def results(sources: Sequence[Path]) -> str:

@@ -14,14 +14,10 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader
 
+from siamese_lit.benchmarks.throughput import sync
 from siamese_lit.data.mnist import load_mnist
 
 ARTICLE_BATCH = 50
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def seed_loop_img_per_s(cfg: DictConfig, steps: int, device: torch.device) -> float:
@@ -37,14 +33,14 @@ def seed_loop_img_per_s(cfg: DictConfig, steps: int, device: torch.device) -> fl
     it = iter(loader)
     for i in range(steps + 3):
         if i == 3:
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
         images, labels = next(it)
         images, labels = images.view(-1, 28, 28).to(device), labels.to(device)
         optimizer.zero_grad()
         nn.functional.cross_entropy(model(images), labels).backward()
         optimizer.step()
-    _sync(device)
+    sync(device)
     return steps * ARTICLE_BATCH / (time.perf_counter() - start)
 
 

@@ -19,116 +19,88 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.2f}%"
 
 
+def _section(
+    title: str, *lines: str, header: list[Any] | None = None, rows: list[list[Any]] = ()
+) -> list[str]:
+    """A report.md section: a heading, paragraphs, and a table when `header` is given."""
+    table = ["", *markdown_table(header, rows)] if header is not None else []
+    return ["", f"## {title}", *(f"\n{line}" for line in lines if line), *table]
+
+
 def to_markdown(report: Mapping[str, Any]) -> str:
     """report.md: the figures of report.json as a readable summary with tables."""
-    cal, proto, gal = report["calibration"], report["protocol"], report["gallery"]
+    cal, proto, gal, ver = (
+        report["calibration"],
+        report["protocol"],
+        report["gallery"],
+        report["verification"],
+    )
+    prov, ret, digits = report["provenance"], report["retrieval"], list(gal["knn"]["per_digit"])
+    checked = "" if cal["source"] == "checkpoint" else f" among {cal['pairs']} (AUROC {cal['auroc']:.4f})"
     md = [
         "# Evaluation of the Siamese model",
         "",
-        f"Checkpoint `{report['checkpoint']}`, {report['test_images']} test images, "
-        f"device {report['device']}, seed {report['seed']}; commit {report['provenance']['commit']}, "
-        f"{report['provenance']['date']}.",
-        "",
-        "## Threshold calibrated on validation pairs",
-        "",
-        _calibration_md(cal),
-        "",
-        f"## The article's protocol (k = {proto['k']} references of each digit per image, from the test set)",
-        "",
-        *markdown_table(
-            ["threshold", "value", "correct", "unknown", "wrong", "accuracy when answering"],
-            [
-                [
-                    name,
-                    f"{r['threshold']:.4f}",
-                    _pct(r["correct"]),
-                    _pct(r["unknown"]),
-                    _pct(r["wrong"]),
-                    _pct(r["answered_accuracy"]),
-                ]
-                for name, r in proto["thresholds"].items()
-            ],
-        ),
-        "",
-        f"## Classification against a gallery of {gal['size']} training images",
-        "",
-        *markdown_table(
-            ["method", "accuracy", *gal["knn"]["per_digit"].keys()],
-            [
-                [
-                    "prototype (class mean)",
-                    _pct(gal["prototype"]["accuracy"]),
-                    *(_pct(a) for a in gal["prototype"]["per_digit"].values()),
-                ],
-                [
-                    f"{gal['knn_k']}-NN",
-                    _pct(gal["knn"]["accuracy"]),
-                    *(_pct(a) for a in gal["knn"]["per_digit"].values()),
-                ],
-            ],
-        ),
-        "",
-        f"Confusion matrix of the {gal['knn_k']}-NN answers (rows: true digit, columns: answer):",
-        "",
-        *markdown_table(
-            ["", *gal["knn"]["per_digit"].keys()],
-            [
-                [d, *row]
-                for d, row in zip(gal["knn"]["per_digit"].keys(), gal["knn"]["confusion"], strict=True)
-            ],
-        ),
+        f"Checkpoint `{report['checkpoint']}`, {report['test_images']} "
+        f"test images, device {report['device']}, seed {report['seed']}; "
+        f"commit {prov['commit']}, {prov['date']}.",
     ]
-    md += _verification_md(report["verification"])
+    md += _section(
+        "Threshold calibrated on validation pairs",
+        f"**{cal['threshold']:.4f}**: the distance with the best pair accuracy on the fixed validation "
+        f"pairs{checked}"
+        + (
+            ", chosen by LitSiamese and read from the checkpoint (`calibration=val` chooses it again)."
+            if not checked
+            else "."
+        ),
+    )
+    md += _section(
+        f"The article's protocol (k = {proto['k']} references of each digit per image, from the test set)",
+        header=["threshold", "value", "correct", "unknown", "wrong", "accuracy when answering"],
+        rows=[
+            [
+                name,
+                f"{r['threshold']:.4f}",
+                *(_pct(r[k]) for k in ("correct", "unknown", "wrong", "answered_accuracy")),
+            ]
+            for name, r in proto["thresholds"].items()
+        ],
+    )
+    md += _section(
+        f"Classification against a gallery of {gal['size']} training images",
+        header=["method", "accuracy", *digits],
+        rows=[
+            [name, _pct(gal[key]["accuracy"]), *(_pct(a) for a in gal[key]["per_digit"].values())]
+            for name, key in (("prototype (class mean)", "prototype"), (f"{gal['knn_k']}-NN", "knn"))
+        ],
+    )
+    md += ["", f"Confusion matrix of the {gal['knn_k']}-NN answers (rows: true digit, columns: answer):", ""]
+    md += markdown_table(
+        ["", *digits], [[d, *row] for d, row in zip(digits, gal["knn"]["confusion"], strict=True)]
+    )
+    shown = [f for f in ("auroc", "eer", "pair_acc", "oneshot_acc") if f in ver]
+    md += _section(
+        f"Verification on {ver['test_pairs']} fixed test pairs, one-shot over the test digits",
+        "pair_acc at the calibrated threshold; oneshot_acc: N-way one-shot (one reference per digit, "
+        "seeded episodes).",
+        header=shown,
+        rows=[[f"{ver[f]:.4f}" for f in shown]],
+    )
     if "correction" in report:
         md += _correction_md(report["correction"])
-    ret = report["retrieval"]
-    md += [
-        "",
-        "## Retrieval (every test image queries the others; relevant = same digit)",
-        "",
-        *markdown_table(list(ret["figures"].keys()), [[f"{v:.4f}" for v in ret["figures"].values()]]),
-        "",
-        f"Image grids of the {ret['neighbours']} nearest images of test images {ret['queries']} are in "
-        "TensorBoard (IMAGES tab, `retrieval/nearest`; a red tint marks a neighbour of another digit).",
-    ]
+    md += _section(
+        "Retrieval (every test image queries the others; relevant = same digit)",
+        f"Grids of the {ret['neighbours']} nearest images of test images {ret['queries']}: TensorBoard, "
+        "IMAGES, `retrieval/nearest` (a red tint marks a neighbour of another digit). MAP@R and "
+        "R-precision: Musgrave et al. 2020.",
+        header=list(ret["figures"]),
+        rows=[[f"{v:.4f}" for v in ret["figures"].values()]],
+    )
     if "robustness" in report:
         md += _robustness_md(report["robustness"])
-    md += [
-        "",
-        "## Time (s)",
-        "",
-        *markdown_table(list(report["timing_s"].keys()), [[f"{v:.2f}" for v in report["timing_s"].values()]]),
-    ]
+    timing = report["timing_s"]
+    md += _section("Time (s)", header=list(timing), rows=[[f"{v:.2f}" for v in timing.values()]])
     return "\n".join(md) + "\n"
-
-
-def _calibration_md(cal: Mapping[str, Any]) -> str:
-    if cal["source"] == "checkpoint":
-        return (
-            f"**{cal['threshold']:.4f}**: the distance with the best pair accuracy on the fixed validation "
-            "pairs, chosen by LitSiamese at its last validation and read from the checkpoint "
-            "(`calibration=val` chooses it again here)."
-        )
-    return (
-        f"**{cal['threshold']:.4f}**: the distance with the best pair accuracy on {cal['pairs']} fixed "
-        f"validation pairs (pair accuracy {_pct(cal['pair_acc'])}, AUROC {cal['auroc']:.4f}, "
-        f"EER {_pct(cal['eer'])})."
-    )
-
-
-def _verification_md(v: Mapping[str, Any]) -> list[str]:
-    figures = ["auroc", "eer", "pair_acc", "oneshot_acc", "p_at_1", "r_precision", "map_at_r"]
-    shown = [f for f in figures if f in v]
-    return [
-        "",
-        f"## Verification on {v['test_pairs']} fixed test pairs, one-shot over the test digits",
-        "",
-        "pair_acc at the calibrated threshold; oneshot_acc: N-way one-shot (one reference per digit, "
-        "seeded episodes); p_at_1, r_precision, map_at_r: every test image querying the others "
-        "(Musgrave et al. 2020).",
-        "",
-        *markdown_table(shown, [[f"{v[f]:.4f}" for f in shown]]),
-    ]
 
 
 def _robustness_md(r: Mapping[str, Any]) -> list[str]:
@@ -142,83 +114,60 @@ def _robustness_md(r: Mapping[str, Any]) -> list[str]:
         for name, row in r["corruptions"].items()
     ]
     rows += [
-        [f"**mean, {group.replace('_', ' ')}**", "", *(_pct(m[f]) for f in figures)]
-        for group, m in r["means"].items()
+        [f"**mean, {g.replace('_', ' ')}**", "", *(_pct(m[f]) for f in figures)]
+        for g, m in r["means"].items()
     ]
     rows += [["**worst**", "", *(f"{_pct(w['value'])} ({w['corruption']})" for w in r["worst"].values())]]
-    return [
-        "",
-        f"## Robustness: the test images under each corruption (seed {r['seed']})",
-        "",
+    return _section(
+        f"Robustness: the test images under each corruption (seed {r['seed']})",
         "Classified against the clean gallery. `trained`: the `robust` training augmentation applies that "
-        "kind of damage too; `held out`: it never does. One digit under every corruption is in "
-        "TensorBoard (IMAGES tab, `robustness/corruptions`).",
-        "",
-        *markdown_table(["corruption", "kind", *figures], rows),
-    ]
+        "kind of damage too; `held out`: it never does. One digit under every corruption: TensorBoard, "
+        "`robustness/corruptions`.",
+        header=["corruption", "kind", *figures],
+        rows=rows,
+    )
 
 
 def _correction_md(c: Mapping[str, Any]) -> list[str]:
-    lines = [
-        "",
-        "## Correction of the classifier",
-        "",
+    v, cases = c["validation"], c["article_cases"]
+    md = _section(
+        "Correction of the classifier",
         f"Classifier `{c['checkpoint']}`. A prediction is overruled by the Siamese answer when the image's "
         f"mean distance to the references of the predicted digit is above {c['threshold']:.4f} "
         f"({c['threshold_source']}).",
-        "",
-        *markdown_table(
+        header=[
+            "classifier accuracy",
+            "combined accuracy",
+            "classifier errors",
+            "overruled",
+            "errors fixed",
+            "correct answers broken",
+        ],
+        rows=[
             [
-                "classifier accuracy",
-                "combined accuracy",
-                "classifier errors",
-                "overruled",
-                "errors fixed",
-                "correct answers broken",
-            ],
-            [
-                [
-                    _pct(c["classifier_accuracy"]),
-                    _pct(c["combined_accuracy"]),
-                    c["classifier_errors"],
-                    c["overruled"],
-                    c["fixed"],
-                    c["broken"],
-                ]
-            ],
-        ),
-        "",
-        f"Test indices fixed: {c['fixed_indices']}; broken: {c['broken_indices']}.",
-    ]
-    if c["validation"]:
-        v = c["validation"]
-        lines += [
+                _pct(c["classifier_accuracy"]),
+                _pct(c["combined_accuracy"]),
+                *(c[k] for k in ("classifier_errors", "overruled", "fixed", "broken")),
+            ]
+        ],
+    )
+    md += ["", f"Test indices fixed: {c['fixed_indices']}; broken: {c['broken_indices']}."]
+    if v:
+        md += [
             "",
             f"On the validation images, at that threshold: classifier {_pct(v['classifier_accuracy'])}, "
             f"combined {_pct(v['combined_accuracy'])} ({v['fixed']} fixed, {v['broken']} broken).",
         ]
-    if c["article_cases"]:
-        lines += [
+    if cases:
+        header = ["test index", "digit", "classifier", "Siamese", "combined", "classifier error", "fixed"]
+        keys = ("label", "classifier", "siamese", "combined", "classifier_error", "fixed")
+        md += [
             "",
             "The article's examples:",
             "",
-            *markdown_table(
-                ["test index", "digit", "classifier", "Siamese", "combined", "classifier error", "fixed"],
-                [
-                    [
-                        i,
-                        r["label"],
-                        r["classifier"],
-                        r["siamese"],
-                        r["combined"],
-                        r["classifier_error"],
-                        r["fixed"],
-                    ]
-                    for i, r in c["article_cases"].items()
-                ],
-            ),
+            *markdown_table(header, [[i, *(r[k] for k in keys)] for i, r in cases.items()]),
         ]
-    return lines
+    return md
 
 
 def numbers(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:

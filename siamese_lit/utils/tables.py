@@ -16,3 +16,11 @@ def markdown_table(header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> list
     """The lines of a Markdown table."""
     lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted path, value) of every leaf of a nested dict, in order."""
+    out = []
+    for k, v in tree.items():
+        out += flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+    return out
