@@ -12,7 +12,7 @@ Every kind yields `(*images, target)` (siamese_lit.objectives.base):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -22,8 +22,8 @@ from siamese_lit.data.loader import BatchLoader, seeded
 from siamese_lit.data.sampler import DISSIMILAR, SIMILAR, PairSampler
 from siamese_lit.utils.errors import check
 
-if TYPE_CHECKING:
-    from siamese_lit.data.pairs import PairDataModule
+#: the data module a batch kind serves (siamese_lit.data.pairs.PairDataModule)
+PairDataModule = Any
 
 __all__ = ["BATCHES", "DISSIMILAR", "SIMILAR", "BatchKind"]
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import platform
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from siamese_lit import PROJECT_ROOT
+#: the repository of an editable install, whose commit a run records
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _git(*args: str) -> str | None:
