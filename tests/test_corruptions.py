@@ -145,3 +145,17 @@ def test_grid_shows_the_digit_clean_then_under_every_corruption(digits: Tensor) 
 def test_unknown_corruption_is_a_config_error(digits: Tensor) -> None:
     with pytest.raises(ConfigError, match="valid: lowres_8, lowres_12"):
         corrupt(digits, "frost")
+
+
+def test_the_docs_table_lists_every_corruption_as_the_code_describes_it() -> None:
+    """docs/generalisation.md's table is the suite's: name, description and kind of each corruption."""
+    from siamese_lit import PROJECT_ROOT
+
+    rows = {
+        line.split("|")[1].strip(" `"): [cell.strip() for cell in line.split("|")[2:4]]
+        for line in (PROJECT_ROOT / "docs" / "generalisation.md").read_text().splitlines()
+        if line.startswith("| `")
+    }
+    assert rows == {
+        name: [c.description, "trained" if c.trained else "held out"] for name, c in CORRUPTIONS.items()
+    }
