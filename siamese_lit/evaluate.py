@@ -71,6 +71,7 @@ class Timer(dict):
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Run every section of the evaluation; returns the report (also written to the output dir)."""
     output_dir = Path(cfg.paths.output_dir)
+    made_at = provenance()
     claim_output_dir(output_dir, markers=("report.json", "metrics.json", "checkpoints"))
     check_values(cfg, SETTINGS)
     corruptions = corruption_names(cfg.robustness.corruptions) if cfg.robustness.enabled else []
@@ -135,7 +136,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     figures = scores.metrics
     report: dict[str, Any] = {
         "checkpoint": str(cfg.ckpt_path),
-        "provenance": provenance(),
+        "provenance": made_at,
         "device": str(device),
         "precision": str(cfg.precision),
         "test_images": len(y_test),

@@ -49,6 +49,7 @@ def check_config(cfg: DictConfig) -> None:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train and test the configured model; returns the final metrics (also in metrics.json)."""
     output_dir = Path(cfg.paths.output_dir)
+    made_at = provenance()  # the code this process runs, whatever is committed while it does
     claim_output_dir(output_dir)
     check_config(cfg)
     ckpt_path = cfg.get("ckpt_path")
@@ -74,7 +75,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     except SIGTERMException as exc:  # Lightning's own ends the process with status 0
         raise stopped_by_signal(trainer, signal.SIGTERM) from exc
     if trainer.is_global_zero:
-        write_json(output_dir / "provenance.json", provenance())
+        write_json(output_dir / "provenance.json", made_at)
         write_json(output_dir / "metrics.json", metrics)
         log.info("Metrics written to %s", output_dir / "metrics.json")
     return metrics
