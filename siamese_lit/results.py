@@ -68,13 +68,16 @@ def _stats(values: list[float]) -> str:
 
 
 def _where(provenances: list[dict[str, Any]]) -> str:
+    """The commit(s), date(s), device(s) and load averages of the runs behind a row."""
+    if not provenances:
+        return ""
     commits = sorted({p.get("commit", "unknown") for p in provenances})
     dates = sorted(p.get("date", "")[:10] for p in provenances)
-    return (
-        f"{', '.join(commits)} ({dates[0]}{' to ' + dates[-1] if dates[-1] != dates[0] else ''})"
-        if dates
-        else ""
-    )
+    devices = sorted({p.get("device", "unknown device") for p in provenances})
+    loads = sorted(p["load_average"] for p in provenances if isinstance(p.get("load_average"), int | float))
+    load = f", load average {loads[0]:g}–{loads[-1]:g} at start" if loads else ""
+    span = f"{dates[0]}{' to ' + dates[-1] if dates[-1] != dates[0] else ''}"
+    return f"{', '.join(commits)} ({span}); {', '.join(devices)}{load}"
 
 
 def train_table(sweep_dirs: list[Path]) -> list[str]:
@@ -101,7 +104,13 @@ def train_table(sweep_dirs: list[Path]) -> list[str]:
                     where,
                 ]
             )
-    header = ["experiment", "epochs", "test figures, mean ± std over seeds (n)", "overrides", "commit (date)"]
+    header = [
+        "experiment",
+        "epochs",
+        "test figures, mean ± std over seeds (n)",
+        "overrides",
+        "commit (date); device",
+    ]
     return markdown_table(header, rows)
 
 
@@ -118,7 +127,9 @@ def eval_table(reports: list[dict[str, Any]]) -> list[str]:
             _stats([v for r in group if (v := _select(r, path)) is not None]) for _, path in EVAL_FIGURES
         ]
         rows.append([f"`{experiment}`", *cells, _where([r.get("provenance", {}) for r in group])])
-    return markdown_table(["checkpoints of", *(name for name, _ in EVAL_FIGURES), "commit (date)"], rows)
+    return markdown_table(
+        ["checkpoints of", *(name for name, _ in EVAL_FIGURES), "commit (date); device"], rows
+    )
 
 
 def bench_table(results: list[dict[str, Any]]) -> list[str]:

@@ -6,6 +6,7 @@ report), so a results table can say what it was measured at (siamese_lit.results
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import time
@@ -38,12 +39,14 @@ def device_name() -> str:
 
 
 def provenance() -> dict[str, Any]:
-    """The commit (with `+changes` when the work tree differs from it), the date, the device."""
+    """The commit (with `+changes` when the work tree differs from it), the date, the device and the
+    machine's load average when the run starts."""
     commit = _git("rev-parse", "--short=12", "HEAD")
     dirty = _git("status", "--porcelain", "--untracked-files=no")
     return {
         "commit": f"{commit}{'+changes' if dirty else ''}" if commit else "unknown",
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "device": device_name(),
+        "load_average": round(os.getloadavg()[0], 1),  # a shared machine's other work, at the start
         "torch": torch.__version__,
     }
