@@ -42,3 +42,31 @@ def test_oneshot_on_separated_clusters() -> None:
     assert oneshot_accuracy(emb, labels, 5, 0, EUCLIDEAN) == 1.0
     noise = torch.randn(150, 2)
     assert oneshot_accuracy(noise, labels, 20, 0, EUCLIDEAN) < 0.6
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_retrieval_figures_match_pytorch_metric_learnings_accuracy_calculator(
+    normalize: bool, seed: int
+) -> None:
+    """MAP@R, R-precision and P@1 against pml's AccuracyCalculator as the oracle (k="max_bin_count":
+    enough neighbours for R of every query; its LpDistance normalises the embeddings when our
+    distance does)."""
+    from pytorch_metric_learning.distances import LpDistance
+    from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+    from pytorch_metric_learning.utils.inference import CustomKNN
+
+    from siamese_lit.evaluation.retrieval import retrieval
+
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 5, (200,), generator=g)
+    emb = torch.randn(200, 8, generator=g) + 1.5 * torch.nn.functional.one_hot(labels, 8).float()
+    oracle = AccuracyCalculator(
+        include=("mean_average_precision_at_r", "r_precision", "precision_at_1"),
+        k="max_bin_count",
+        knn_func=CustomKNN(LpDistance(normalize_embeddings=normalize)),
+    ).get_accuracy(emb, labels, emb, labels, ref_includes_query=True)
+    ours = retrieval(emb, labels, [1], Distance(normalize=normalize))
+    assert ours["map_at_r"] == pytest.approx(oracle["mean_average_precision_at_r"], abs=1e-6)
+    assert ours["r_precision"] == pytest.approx(oracle["r_precision"], abs=1e-6)
+    assert ours["p_at_1"] == pytest.approx(oracle["precision_at_1"], abs=1e-6)

@@ -39,6 +39,7 @@ class BatchKind:
     """
 
     images: ClassVar[int]  # images per item (2 for a pair): what `bench` counts
+    needs_augmentation: ClassVar[bool] = False  # two views of an image differ only by augmentation
 
     def __init__(self, symmetries: Sequence[str] = ()) -> None:
         check(
@@ -105,6 +106,7 @@ class TripletBatches(BatchKind):
 
 class ViewBatches(BatchKind):
     images = 2
+    needs_augmentation = True
 
     def __init__(self, symmetries: Sequence[str] = ()) -> None:  # noqa: D107 (BatchKind's)
         unknown = sorted(set(symmetries) - set(SYMMETRIES))

@@ -78,7 +78,7 @@ class PairDataModule(MNISTDataModule):
         check(gallery_size >= 1, f"data.gallery_size must be >= 1, got {gallery_size}.")
         self.kind: BatchKind | None = BATCHES[batches](new_classes) if batches else None
         check(
-            batches != "views" or self.augment is not None,
+            self.kind is None or not self.kind.needs_augmentation or self.augment is not None,
             "two-view batches (a views objective) need an augmentation: choose data/augment=robust or "
             "data/augment=affine.",
         )

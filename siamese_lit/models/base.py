@@ -35,8 +35,8 @@ class LitBase(L.LightningModule):
     Schedulers that take `total_steps` (OneCycleLR) get the run's number of optimizer steps.
 
     Training figures go through `log_train` and `train_metrics`, not `self.log` at every step: each
-    `self.log` call makes Lightning move the logged value's state to the device again, about 0.6-0.9
-    ms here, 5% of a bfloat16 step at batch 128. The step loss is logged only at the steps the
+    `self.log` call makes Lightning move the logged value's state to the device again, a cost of the
+    order of a small model's step on a CPU. The step loss is logged only at the steps the
     loggers write (`trainer.log_every_n_steps`); epoch means accumulate in torchmetrics and are
     logged once, at the end of the epoch.
     """

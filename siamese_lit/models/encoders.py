@@ -37,7 +37,7 @@ class SequenceEncoder(nn.Module):
     `forget_bias` (the LSTM cell's only; GRU and RNN cells have no forget gate and ignore it) starts
     the forget gates' bias there instead of PyTorch's uniform initialisation around 0 (Jozefowicz et
     al., 2015): with 1.0 the cell carries the first rows of the digit to the last step from the first
-    updates on (the README has the measured effect).
+    updates on.
 
     `standardize` rescales each image to zero mean and unit variance before reading it, so a digit's
     overall brightness and contrast (a scanner's levels) cannot change its embedding.

@@ -3,8 +3,8 @@
 glibc serves allocations above a threshold with mmap and unmaps them on free. The threshold starts
 at 128 KiB and only grows up to a freed block's size, so a step's activations and gradients (megabytes
 each for the 3x128 LSTM at batch 128) can come back as fresh pages every step: page faults and
-zeroing that measured as half the bfloat16 step on this project's 2-core CPU (4400 against 8500
-images/s, `compute_limit_img_per_s` at batch 128). Fixing the mmap threshold at glibc's maximum (32 MiB)
+zeroing that can take as long as the bfloat16 step itself on a small CPU (`python -m
+siamese_lit.bench` shows the compute limit with it). Fixing the mmap threshold at glibc's maximum (32 MiB)
 and raising the trim threshold keeps those blocks in the heap for reuse, as jemalloc or tcmalloc would.
 """
 

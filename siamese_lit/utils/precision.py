@@ -1,7 +1,7 @@
-"""`trainer.precision: ${auto_precision:${trainer.accelerator}}`: bfloat16 where it is measured faster.
+"""`trainer.precision: ${auto_precision:${trainer.accelerator}}`: bfloat16 where it is faster.
 
-On a CPU with AMX tiles (Intel Sapphire Rapids and later) the LSTM trains about 2.7x faster under
-bfloat16 autocast, with the same accuracy (README, "Precision and speed on the CPU"). Elsewhere
+On a CPU with AMX tiles (Intel Sapphire Rapids and later) the LSTM trains several times faster under
+bfloat16 autocast, with the same accuracy. Elsewhere
 float32 stays the default: a CPU without AMX gains little or loses, and bfloat16 LSTMs need a recent
 cuDNN (9.13+) on a GPU, so GPU users opt in themselves (`trainer.precision=bf16-mixed` or `16-mixed`).
 """
