@@ -4,6 +4,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from siamese_lit import slurm_resources
 from siamese_lit.utils.precision import auto_precision
 
 #: The repository root of an editable install: where `data/` and `outputs/` live by default.
@@ -35,5 +36,8 @@ if not OmegaConf.has_resolver("auto_precision"):
     OmegaConf.register_new_resolver("auto_precision", auto_precision)
 if not OmegaConf.has_resolver("batches_of"):
     OmegaConf.register_new_resolver("batches_of", batches_of)
+
+# `${slurm_tasks:...}`, `${slurm_gpus:...}` in conf/hydra/launcher/slurm.yaml
+slurm_resources.register()
 
 __all__ = ["PROJECT_ROOT", "batches_of"]
