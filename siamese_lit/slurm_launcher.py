@@ -12,6 +12,7 @@ the multirun with one `error:` line (exit code 2), the words of sbatch.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,18 @@ from siamese_lit.utils.errors import ConfigError, exit_on_user_error
 from siamese_lit.utils.files import ERROR_FILE, write_json
 
 log = logging.getLogger(__name__)
+
+
+def _wait(jobs: list[Any], refresh_s: float = 10.0) -> None:
+    """Until every job is done. submitit reads a job's state from sacct less and less often as the
+    job ages (up to once a minute); a job that dies leaves no result file, so only sacct tells.
+    Here one sacct call for the whole array every `refresh_s` seconds."""
+    last = time.monotonic()
+    while not all(job.done() for job in jobs):
+        time.sleep(1.0)
+        if time.monotonic() - last >= refresh_s:
+            jobs[0].watcher.update()
+            last = time.monotonic()
 
 
 class SlurmLauncher(_SlurmLauncher):
@@ -46,15 +59,22 @@ class SlurmLauncher(_SlurmLauncher):
         numbered = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
         for idx, overrides in numbered:
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-        args = [(o, "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()) for idx, o in numbered]
+        args = [
+            (o, "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()) for idx, o in numbered
+        ]
         with exit_on_user_error():
             try:
                 jobs = executor.map_array(self, *zip(*args, strict=True))
             except submitit.core.utils.FailedJobError as exc:
                 reason = " ".join(str(exc).split()) or type(exc).__name__
-                raise ConfigError(f"sbatch refused the jobs: {reason} (see conf/hydra/launcher/slurm.yaml)") from None
+                raise ConfigError(
+                    f"sbatch refused the jobs: {reason} (see conf/hydra/launcher/slurm.yaml)"
+                ) from None
         log.info("SLURM job ids: %s", ", ".join(j.job_id for j in jobs))
-        return [self._result(job, idx, overrides) for job, (idx, overrides) in zip(jobs, numbered, strict=True)]
+        _wait(jobs)
+        return [
+            self._result(job, idx, overrides) for job, (idx, overrides) in zip(jobs, numbered, strict=True)
+        ]
 
     def _result(self, job: Any, idx: int, overrides: list[str]) -> JobReturn:
         """The job's JobReturn; for a job that left none, one with no value, and its error.json."""

@@ -12,6 +12,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from siamese_lit import slurm
 from siamese_lit.callbacks import log_final_hparams
 from siamese_lit.models.loading import check_resume
 from siamese_lit.utils.allocator import keep_freed_memory
@@ -50,9 +51,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Train and test the configured model; returns the final metrics (also in metrics.json)."""
     output_dir = Path(cfg.paths.output_dir)
     made_at = provenance()  # the code this process runs, whatever is committed while it does
-    claim_output_dir(output_dir)
+    if not slurm.requeued():  # a requeued SLURM job goes on in its own dir, from its last.ckpt
+        claim_output_dir(output_dir)
     check_config(cfg)
-    ckpt_path = cfg.get("ckpt_path")
+    ckpt_path = slurm.resume_path(output_dir) or cfg.get("ckpt_path")
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)  # stderr stays for errors
 
@@ -61,11 +63,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model: L.LightningModule = build(cfg.model, "model", allowed_only=True)
     if ckpt_path:
         check_resume(ckpt_path, model)
+    on_slurm = slurm.trainer_kwargs()
     trainer: L.Trainer = build(
         cfg.trainer,
         "trainer",
-        callbacks=instantiate_callbacks(cfg.get("callbacks")),
+        callbacks=[*instantiate_callbacks(cfg.get("callbacks")), *on_slurm.pop("callbacks", [])],
         logger=instantiate_loggers(cfg.get("logger")),
+        **on_slurm,
     )
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
