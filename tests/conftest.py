@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -102,3 +103,12 @@ def tiny_classifier_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path
     return _train_tiny(
         tmp_path_factory.mktemp("tiny"), "classifier", [*SMALL_NET, "model.net.hidden_size=64"]
     )
+
+
+def require(component: str, reason: str) -> NoReturn:
+    """Skip the test: `component` (a daemon, a browser...) is not available here, for `reason`. In CI
+    (CI=true) fail instead: there, every component is installed and a skip would hide a failure."""
+    message = f"{component} is not available: {reason}"
+    if os.environ.get("CI", "").strip().lower() == "true":
+        pytest.fail(f"{message} (CI=true: it must be)", pytrace=False)
+    pytest.skip(message)

@@ -174,8 +174,16 @@ def test_slurm_launcher_config_composes() -> None:
             "train", overrides=[*overrides, "hydra.launcher.partition=gpu"], return_hydra_config=True
         )
     launcher = cfg.hydra.launcher
-    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert launcher._target_ == "hydra_plugins.siamese_lit_slurm.SlurmLauncher"
     # one task per device, as Lightning's SLURM environment needs
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)
     assert launcher.partition == "gpu" and launcher.timeout_min == 240
     assert type(instantiate(launcher)).__name__ == "SlurmLauncher"
+    # a CPU run asks for no GPU (a partition without GPUs refuses --gpus-per-node); "auto": one task
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cpu = compose("train", overrides=[*overrides, "trainer.accelerator=cpu"], return_hydra_config=True)
+        auto = compose(
+            "train", overrides=["+experiment=siamese", "hydra/launcher=slurm"], return_hydra_config=True
+        )
+    assert (cpu.hydra.launcher.tasks_per_node, cpu.hydra.launcher.gpus_per_node) == (4, None)
+    assert (auto.hydra.launcher.tasks_per_node, auto.hydra.launcher.gpus_per_node) == (1, 1)
