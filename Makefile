@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Where MNIST is read from; ../shared/data on the project's machines, data/ (downloaded) elsewhere.
 export SIAMESE_LIT_DATA_DIR ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),$(CURDIR)/data)
 
-.PHONY: install train test bench bench-quick eval tensorboard summary lint clean
+.PHONY: install train test bench bench-quick eval tensorboard summary lint clean slurm
 
 install: $(STAMP)
 
@@ -37,6 +37,9 @@ tensorboard: $(STAMP)
 
 summary: $(STAMP)  ## make summary DIR=outputs/train/multiruns/<timestamp>
 	$(PY) -m siamese_lit.summarize $(DIR)
+
+slurm:  ## a one-node SLURM cluster of this machine (as root; docs/slurm.md): make slurm [ARGS=stop|status]
+	bash scripts/slurm_local.sh $(or $(ARGS),start)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check siamese_lit tests

@@ -47,8 +47,9 @@ def slurm() -> Iterator[dict[str, str]]:
     started = subprocess.run(["bash", str(SCRIPT), "start"], capture_output=True, text=True, timeout=1200)
     if started.returncode != 0:
         require("SLURM", (started.stderr.strip().splitlines() or ["slurm_local.sh start failed"])[-1])
-    conf = re.search(r"SLURM_CONF=(\S+)", started.stdout)
-    assert conf, started.stdout
+    where = subprocess.run(["bash", str(SCRIPT), "env"], capture_output=True, text=True, check=True)
+    conf = re.fullmatch(r"export SLURM_CONF=(\S+)\s*", where.stdout)
+    assert conf, where.stdout
     before = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = conf.group(1)
     yield dict(os.environ)
