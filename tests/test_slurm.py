@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,15 +63,25 @@ def slurm() -> Iterator[dict[str, str]]:
 
 
 def sacct(env: dict[str, str], job: str, fields: str = "JobID,State,ExitCode,NTasks") -> list[dict[str, str]]:
-    """sacct's records of `job` (every run of it: -D), one dict per line."""
-    cmd = ["sacct", "-D", "-n", "-P", "-j", job, "-o", fields]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=True).stdout
-    return [dict(zip(fields.split(","), line.split("|"), strict=True)) for line in out.splitlines()]
+    """sacct's records of `job` (every run of it: -D), one dict per line, once the job's last run
+    is recorded as ended (slurmdbd is told a little after the job's files are written)."""
+    cmd = ["sacct", "-D", "-n", "-P", "-j", job, "-o", f"{fields},End"]
+    deadline = time.monotonic() + 120
+    while True:
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+        rows = [
+            dict(zip([*fields.split(","), "End"], line.split("|"), strict=True)) for line in out.splitlines()
+        ]
+        if (rows and rows[-1]["End"] not in ("", "Unknown")) or time.monotonic() > deadline:
+            return [{k: v for k, v in row.items() if k != "End" or "End" in fields} for row in rows]
+        time.sleep(1)
 
 
 def job_ids(sweep_dir: Path) -> list[str]:
-    """The SLURM ids of the sweep's jobs, from submitit's folders: `<array>_<task>`."""
-    return sorted(p.name for p in (sweep_dir / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", p.name))
+    """The SLURM ids of the sweep's jobs that started, from submitit's folders: `<array>_<task>`, or
+    `<job>` for a sweep of one job."""
+    folders = (sweep_dir / ".submitit").iterdir()
+    return sorted(p.name for p in folders if re.fullmatch(r"\d+(_\d+)?", p.name) and any(p.glob("*_log.out")))
 
 
 def task_log(sweep_dir: Path, job: str, task: int) -> str:
