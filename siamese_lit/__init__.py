@@ -4,7 +4,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from siamese_lit import slurm_resources
+from siamese_lit.utils import slurm_resources
 from siamese_lit.utils.precision import auto_precision
 
 #: The repository root of an editable install: where `data/` and `outputs/` live by default.

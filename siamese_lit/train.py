@@ -12,9 +12,9 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from siamese_lit import slurm
 from siamese_lit.callbacks import log_final_hparams
 from siamese_lit.models.loading import check_resume
+from siamese_lit.utils import slurm
 from siamese_lit.utils.allocator import keep_freed_memory
 from siamese_lit.utils.errors import check, exit_on_user_error
 from siamese_lit.utils.faults import stopped_by_signal

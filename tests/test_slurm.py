@@ -98,7 +98,7 @@ def slurm_cli(args: list[str], timeout: float = 900) -> subprocess.CompletedProc
 def array(slurm: dict[str, str], tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
     """A 3-job sweep as one job array; the job with margin -1 fails (a config error)."""
     sweep = tmp_path_factory.mktemp("slurm") / "array"
-    proc = slurm_cli([*tiny(), "model.loss.margin=1.0,2.0,-1.0", f"hydra.sweep.dir={sweep}"])
+    proc = slurm_cli([*tiny(), "model.objective.margin=1.0,2.0,-1.0", f"hydra.sweep.dir={sweep}"])
     return sweep, proc
 
 
@@ -109,7 +109,7 @@ def test_sweep_runs_as_a_job_array_and_is_summarised(array, slurm: dict[str, str
     for job in jobs:  # every array task ran its Hydra job to the end (the failing one records its error)
         assert [r["State"] for r in sacct(slurm, job) if "." not in r["JobID"]] == ["COMPLETED"], job
     rows = {r["job"]: r for r in read_summary(sweep)}
-    assert {j: (r["model.loss.margin"], r["status"]) for j, r in rows.items()} == {
+    assert {j: (r["model.objective.margin"], r["status"]) for j, r in rows.items()} == {
         "0": ("1.0", "ok"),
         "1": ("2.0", "ok"),
         "2": ("-1.0", "failed"),
@@ -119,14 +119,15 @@ def test_sweep_runs_as_a_job_array_and_is_summarised(array, slurm: dict[str, str
         assert float(rows[job]["test/auroc"]) == pytest.approx(metrics["test/auroc"], rel=1e-3)
         assert 0.0 <= metrics["test/auroc"] <= 1.0 and "val/auroc_best" in metrics
     summary = (sweep / "summary.md").read_text()
-    assert "3 jobs, 1 failed" in summary and "| model.loss.margin |" in summary
+    assert "3 jobs, 1 failed" in summary and "| model.objective.margin |" in summary
 
 
 def test_failing_job_leaves_its_error_and_the_others_finish(array) -> None:
     sweep, proc = array
     assert proc.returncode == 1, proc.stderr[-3000:]
-    assert "error: 1 of 3 jobs failed: 2 (job 2: ConfigError: model.loss.margin must be > 0" in proc.stderr
-    assert "model.loss.margin must be > 0" in json.loads((sweep / "2" / "error.json").read_text())["error"]
+    refused = "model.objective.margin must be > 0"
+    assert f"error: 1 of 3 jobs failed: 2 (job 2: ConfigError: {refused}" in proc.stderr
+    assert refused in json.loads((sweep / "2" / "error.json").read_text())["error"]
     assert not (sweep / "2" / "metrics.json").exists()
 
 
