@@ -151,7 +151,7 @@ start_dbd() {
         sleep 0.5
     done
     # slurmdbd must know the cluster before slurmctld registers with it
-    sacctmgr -n list cluster format=cluster | grep -qw siamese_lit ||
+    sacctmgr -n -P list cluster format=cluster | grep -qx siamese_lit ||
         timeout 20 sacctmgr -i add cluster siamese_lit >/dev/null ||
         die "slurmdbd does not answer: see $DIR/log/slurmdbd.log"
 }
