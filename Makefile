@@ -7,15 +7,29 @@ STAMP := $(VENV)/.installed
 # Where MNIST is read from; ../shared/data on the project's machines, data/ (downloaded) elsewhere.
 export SIAMESE_LIT_DATA_DIR ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),$(CURDIR)/data)
 
-.PHONY: install train test bench bench-quick eval tensorboard summary lint clean slurm
+.PHONY: install browser demo train test bench bench-quick eval tensorboard summary lint clean slurm
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,sweep]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,sweep,demo]'
 	touch $(STAMP)
+
+# Debian's Chromium for the browser tests (Playwright drives it; it cannot download a browser here)
+browser:
+	@if [ -n "$${SIAMESE_LIT_CHROMIUM:-}" ] || command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then \
+	  echo "browser: $${SIAMESE_LIT_CHROMIUM:-$$(command -v chromium || command -v chromium-browser)}"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null && chromium --version; \
+	else \
+	  echo "make browser: no Chromium found; install Debian's chromium as root (apt-get install chromium)," \
+	    "or set SIAMESE_LIT_CHROMIUM=<path of a Chromium>" >&2; exit 1; \
+	fi
+
+demo: $(STAMP)  ## make demo CKPT=<siamese .ckpt> [INDEX=<index file>]: the drawing page on localhost
+	$(PY) -m siamese_lit.demo ckpt_path=$(CKPT) $(if $(INDEX),index_path=$(INDEX)) $(ARGS)
 
 train: $(STAMP)  ## the headline experiment
 	$(PY) -m siamese_lit.train +experiment=siamese $(ARGS)

@@ -1,0 +1,125 @@
+"""`python -m siamese_lit.demo ckpt_path=PATH [index_path=INDEX] [gallery_size=N] [port=7860]`.
+
+Checks the config, loads the Siamese checkpoint (weights only) and the gallery: an index file of
+`python -m siamese_lit.index` built with the same checkpoint, or MNIST's training images embedded
+at start-up; then serves the page (siamese_lit.demo.page) on this machine until Ctrl+C. A bad
+config, checkpoint, index or a port in use is one `error:` line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from siamese_lit.demo.engine import Recognizer, gallery_images
+from siamese_lit.errors import ConfigError, check, exit_on_user_error
+from siamese_lit.inference.cli import load_siamese
+from siamese_lit.inference.gallery import mnist_gallery
+from siamese_lit.inference.index import GalleryIndex, build_index, load_index
+from siamese_lit.specs import check_values
+
+#: The page has no authentication: it is served on the loopback interface only.
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MNIST_TRAIN = 60000
+
+
+def check_config(cfg: DictConfig) -> None:
+    """ConfigError for the first setting of conf/demo.yaml out of type or range."""
+    check_values(
+        cfg,
+        {
+            "index_path": (str, type(None)),
+            "gallery_size": (int, type(None)),
+            "neighbours": (int,),
+            "threshold": (float, type(None)),
+            "host": (str,),
+            "port": (int,),
+            "device": (str,),
+        },
+    )
+    check(cfg.neighbours >= 1, f"neighbours must be >= 1, got {cfg.neighbours}.")
+    check(
+        cfg.gallery_size is None or 1 <= cfg.gallery_size <= MNIST_TRAIN,
+        f"gallery_size must be in 1..{MNIST_TRAIN} or null (all), got {cfg.gallery_size}.",
+    )
+    check(cfg.threshold is None or cfg.threshold >= 0, f"threshold must be >= 0, got {cfg.threshold}.")
+    check(
+        cfg.host in LOOPBACK,
+        f"host={cfg.host!r}: the demo has no authentication and serves this machine only "
+        f"({', '.join(LOOPBACK)}).",
+    )
+    check(1 <= cfg.port <= 65535, f"port must be in 1..65535, got {cfg.port}.")
+    check_port_free(cfg.host, cfg.port)
+
+
+def check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"port={port} on {host} is not free ({exc.strerror}): stop what uses it or pass another port=."
+            ) from exc
+
+
+def threshold_of(cfg: DictConfig, saved: float) -> tuple[float, str]:
+    """cfg.threshold when set; else the checkpoint's (calibrated on validation pairs); else the article's 1.0."""
+    if cfg.threshold is not None:
+        return float(cfg.threshold), "threshold="
+    if saved == saved:  # not NaN
+        return saved, "calibrated on validation pairs"
+    return 1.0, "the article's; the checkpoint has no calibrated threshold"
+
+
+def gallery_from_mnist(model: Any, cfg: DictConfig, fingerprint: str, mean: float, std: float) -> GalleryIndex:
+    """The first gallery_size MNIST training images (all by default), embedded now (timed)."""
+    items = mnist_gallery(cfg.data.data_dir, cfg.gallery_size)
+    start = time.perf_counter()
+    index = build_index(
+        model, items.digits, items.labels, items.sources, fingerprint=fingerprint, mean=mean, std=std
+    )
+    seconds = time.perf_counter() - start
+    print(f"gallery: {len(items.labels)} MNIST training images, embedded in {seconds:.1f} s", flush=True)
+    return index
+
+
+def serve(cfg: DictConfig) -> None:
+    check_config(cfg)
+    try:
+        from siamese_lit.demo import page as page_module
+    except ImportError as exc:
+        raise ConfigError(
+            f"the demo needs gradio ({exc}): pip install -e '.[demo]' (make install does)."
+        ) from exc
+    model, fingerprint, mean, std = load_siamese(cfg.ckpt_path, cfg.device, cfg.data)
+    if cfg.index_path:
+        index = load_index(cfg.index_path, fingerprint=fingerprint)
+        print(f"gallery: {len(index.labels)} items from index_path={cfg.index_path}", flush=True)
+    else:
+        index = gallery_from_mnist(model, cfg, fingerprint, mean, std)
+    threshold, source = threshold_of(cfg, float(model.threshold))
+    print(f"threshold: {threshold:.4f} ({source})", flush=True)
+    images = gallery_images(cfg.data.data_dir, index.sources)
+    recognizer = Recognizer(model, index, mean, std, threshold, images, cfg.neighbours)
+    about = (
+        f"Checkpoint `{cfg.ckpt_path}` · gallery of {len(index.labels)} digits"
+        f"{f' (`{cfg.index_path}`)' if cfg.index_path else ' (MNIST training images)'}"
+        f" · threshold {threshold:.4f} ({source}) · k = {cfg.neighbours}"
+    )
+    page_module.launch(page_module.build_page(recognizer, about), cfg.host, cfg.port)
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="demo")
+def main(cfg: DictConfig) -> None:
+    with exit_on_user_error():
+        serve(cfg)
+
+
+if __name__ == "__main__":
+    main()
