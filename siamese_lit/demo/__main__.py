@@ -16,11 +16,11 @@ import hydra
 from omegaconf import DictConfig
 
 from siamese_lit.demo.engine import Recognizer, gallery_images
-from siamese_lit.errors import ConfigError, check, exit_on_user_error
 from siamese_lit.inference.cli import load_siamese
 from siamese_lit.inference.gallery import mnist_gallery
 from siamese_lit.inference.index import GalleryIndex, build_index, load_index
-from siamese_lit.specs import check_values
+from siamese_lit.utils.errors import ConfigError, check, exit_on_user_error
+from siamese_lit.utils.specs import check_values
 
 #: The page has no authentication: it is served on the loopback interface only.
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -64,12 +64,14 @@ def check_port_free(host: str, port: int) -> None:
             s.bind((host, port))
         except OSError as exc:
             raise ConfigError(
-                f"port={port} on {host} is not free ({exc.strerror}): stop what uses it or pass another port=."
+                f"port={port} on {host} is not free ({exc.strerror}): stop what uses it, or pass another "
+                "port=."
             ) from exc
 
 
 def threshold_of(cfg: DictConfig, saved: float) -> tuple[float, str]:
-    """cfg.threshold when set; else the checkpoint's (calibrated on validation pairs); else the article's 1.0."""
+    """cfg.threshold when set; else the checkpoint's (calibrated on validation pairs); else the
+    article's 1.0."""
     if cfg.threshold is not None:
         return float(cfg.threshold), "threshold="
     if saved == saved:  # not NaN
@@ -77,7 +79,9 @@ def threshold_of(cfg: DictConfig, saved: float) -> tuple[float, str]:
     return 1.0, "the article's; the checkpoint has no calibrated threshold"
 
 
-def gallery_from_mnist(model: Any, cfg: DictConfig, fingerprint: str, mean: float, std: float) -> GalleryIndex:
+def gallery_from_mnist(
+    model: Any, cfg: DictConfig, fingerprint: str, mean: float, std: float
+) -> GalleryIndex:
     """The first gallery_size MNIST training images (all by default), embedded now (timed)."""
     items = mnist_gallery(cfg.data.data_dir, cfg.gallery_size)
     start = time.perf_counter()

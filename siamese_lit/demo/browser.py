@@ -143,7 +143,7 @@ def compare(page: Any, timeout: float = 60_000) -> dict[str, str]:
 
 
 def verdict_word(text: str) -> str | None:
-    """"same" or "different" from the verdict line; None when there is no verdict."""
+    """The verdict's word, `same` or `different`; None when the page gave no verdict."""
     m = re.search(r"Verdict: (same|different)", text)
     return m[1] if m else None
 

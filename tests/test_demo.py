@@ -1,0 +1,176 @@
+"""The demo without a browser: bad configs as real subprocesses (one `error:` line, exit code 2,
+before any page is served), and what the page computes for blank, drawn and uploaded digits."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import compose_cfg, run_cli
+from PIL import Image, ImageDraw
+
+from siamese_lit.data.mnist import load_mnist
+from siamese_lit.demo.engine import Recognizer, drawing_to_gray, gallery_images, read_input
+from siamese_lit.demo.strokes import TEMPLATES
+from siamese_lit.inference.cli import load_siamese
+from siamese_lit.inference.gallery import mnist_gallery
+from siamese_lit.inference.index import build_index, save_index
+
+RUNS_CODE = r"refers to [\w.]+, which a siamese_lit checkpoint never does: refused unread"
+
+#: (id, arguments with <name>s of the world, regex of the one `error:` line)
+CASES = [
+    ("no-ckpt", "", r"ckpt_path is required"),
+    ("missing-ckpt", "ckpt_path=<nowhere>", r"does not exist"),
+    ("pickle-ckpt", "ckpt_path=<pickle>", RUNS_CODE),
+    ("classifier-ckpt", "ckpt_path=<classifier>", r"is a classifier checkpoint"),
+    ("port-abc", "ckpt_path=<siamese> port=abc", r"port must be int, got 'abc'"),
+    ("port-in-use", "ckpt_path=<siamese> port=<busy_port>", r"port=\d+ on 127\.0\.0\.1 is not free"),
+    ("host-all-interfaces", "ckpt_path=<siamese> host=0.0.0.0", r"serves this machine only"),
+    ("gallery-size-0", "ckpt_path=<siamese> gallery_size=0", r"gallery_size must be in 1\.\.60000"),
+    ("neighbours-0", "ckpt_path=<siamese> neighbours=0", r"neighbours must be >= 1"),
+    ("threshold-negative", "ckpt_path=<siamese> threshold=-1", r"threshold must be >= 0"),
+    ("missing-index", "ckpt_path=<siamese> index_path=<nowhere>", r"index_path=.* does not exist"),
+    ("not-an-index", "ckpt_path=<siamese> index_path=<text>", r"is not a siamese_lit index"),
+    ("index-of-another-ckpt", "ckpt_path=<other> index_path=<index>", r"was built with another checkpoint"),
+]
+
+
+@pytest.fixture(scope="module")
+def busy_port() -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def world(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_siamese_run: Path,
+    tiny_classifier_run: Path,
+    data_dir: Path,
+    busy_port: int,
+) -> dict[str, str]:
+    """The files the cases name: the tiny runs' checkpoints, a pickle payload, another Siamese
+    checkpoint (other weights), an index of 200 MNIST digits built with the first."""
+    root = tmp_path_factory.mktemp("demo_world")
+    siamese = tiny_siamese_run / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(siamese, map_location="cpu", weights_only=True)
+    torch.save({**ckpt, "payload": Image.new}, root / "pickle.ckpt")  # any global: refused unread
+    other = {k: v * 1.01 if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    torch.save({**ckpt, "state_dict": other}, root / "other.ckpt")
+    cfg = compose_cfg([], root / "run", config_name="demo")
+    model, fingerprint, mean, std = load_siamese(str(siamese), "cpu", cfg.data)
+    items = mnist_gallery(data_dir, 200)
+    index = build_index(
+        model, items.digits, items.labels, items.sources, fingerprint=fingerprint, mean=mean, std=std
+    )
+    save_index(index, root / "index.safetensors")
+    (root / "text.txt").write_text("not an index\n")
+    return {
+        "siamese": str(siamese),
+        "classifier": str(tiny_classifier_run / "checkpoints" / "last.ckpt"),
+        "pickle": str(root / "pickle.ckpt"),
+        "other": str(root / "other.ckpt"),
+        "index": str(root / "index.safetensors"),
+        "text": str(root / "text.txt"),
+        "nowhere": str(root / "nowhere"),
+        "busy_port": str(busy_port),
+        "runs": str(root / "runs"),
+    }
+
+
+@pytest.fixture(scope="module")
+def results(world: dict[str, str]) -> dict[str, tuple[int, str, str]]:
+    """Every case as `python -m siamese_lit.demo`, 3 at a time: (exit code, stdout, stderr)."""
+
+    def run(case: tuple[str, str, str]) -> tuple[int, str, str]:
+        name, args, _ = case
+        filled = [re.sub(r"<(\w+)>", lambda m: world[m[1]], a) for a in args.split()]
+        done = run_cli(
+            "siamese_lit.demo", [*filled, "device=cpu", f"hydra.run.dir={world['runs']}/{name}"], 180
+        )
+        return done.returncode, done.stdout, done.stderr
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        return dict(zip([c[0] for c in CASES], pool.map(run, CASES), strict=True))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_config_is_one_error_line_and_exit_2(
+    case: tuple[str, str, str], results: dict[str, tuple[int, str, str]]
+) -> None:
+    rc, out, err = results[case[0]]
+    assert "Traceback" not in out + err, err[-3000:]
+    assert rc == 2, (rc, out[-2000:], err[-2000:])
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and re.search(case[2], errors[0]), err[-3000:]
+    assert "serving on" not in out
+
+
+def _rgba(strokes: list[list[tuple[float, float]]] | None, size: int = 280) -> np.ndarray:
+    """A canvas as the browser sends it: transparent, with black strokes drawn on it."""
+    img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(img)
+    for stroke in strokes or []:
+        draw.line([(x * size, y * size) for x, y in stroke], fill=(0, 0, 0, 255), width=18, joint="curve")
+    return np.asarray(img)
+
+
+def test_a_transparent_canvas_with_black_strokes_is_a_white_digit_on_black() -> None:
+    gray = drawing_to_gray({"composite": _rgba(TEMPLATES[1])})
+    assert gray.dtype == torch.uint8 and gray[0, 0] == 255 and gray.min() == 0  # strokes on white
+    digit = read_input({"composite": _rgba(TEMPLATES[1])}, None, "A")
+    assert digit.shape == (28, 28) and digit[0, 0] == 0 and digit.max() == 255  # MNIST polarity
+
+
+@pytest.mark.parametrize("value", [None, {"composite": None}, {"composite": _rgba(None)}])
+def test_a_blank_canvas_is_a_message(value: object) -> None:
+    with pytest.raises(Exception, match="A is blank: draw a digit or upload an image"):
+        read_input(value, None, "A")
+
+
+@pytest.fixture(scope="module")
+def recognizer(
+    tiny_siamese_run: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Recognizer:
+    cfg = compose_cfg([], tmp_path_factory.mktemp("demo_cfg"), config_name="demo")
+    model, fingerprint, mean, std = load_siamese(
+        str(tiny_siamese_run / "checkpoints" / "last.ckpt"), "cpu", cfg.data
+    )
+    items = mnist_gallery(data_dir, 1000)
+    index = build_index(
+        model, items.digits, items.labels, items.sources, fingerprint=fingerprint, mean=mean, std=std
+    )
+    return Recognizer(
+        model, index, mean, std, float(model.threshold), gallery_images(data_dir, index.sources)
+    )
+
+
+def test_one_blank_side_gets_its_message_and_the_other_its_answer(recognizer: Recognizer) -> None:
+    answer = recognizer.answer(({"composite": _rgba(None)}, None), ({"composite": _rgba(TEMPLATES[0])}, None))
+    blank, drawn = answer.sides
+    assert blank.digit is None and "Drawing A is blank" in blank.message
+    assert answer.distance is None and answer.verdict().startswith("**No verdict**")
+    assert drawn.label is not None and len(drawn.neighbours) == 5
+    assert all(img.shape == (28, 28) and img.dtype == np.uint8 for img, _ in drawn.neighbours)
+
+
+def test_an_uploaded_mnist_file_wins_over_the_drawing_and_matches_itself(
+    recognizer: Recognizer, data_dir: Path, tmp_path: Path
+) -> None:
+    images, labels = load_mnist(data_dir, train=True)
+    path = tmp_path / "train0.png"
+    Image.fromarray(images[0].numpy(), mode="L").save(path)  # in the gallery: its own nearest item
+    answer = recognizer.answer(({"composite": _rgba(TEMPLATES[1])}, str(path)), (None, str(path)))
+    a, b = answer.sides
+    assert torch.equal(a.digit, images[0]) and a.neighbours[0][1].startswith(f"{int(labels[0])} · 0.000")
+    assert answer.same and answer.distance == pytest.approx(0, abs=1e-5)
+    assert "Verdict: same digit" in answer.verdict()
