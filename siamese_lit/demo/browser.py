@@ -7,6 +7,7 @@ Playwright cannot download its own browsers here; it drives the system's Chromiu
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -112,34 +113,76 @@ def load(page: Any, url: str) -> None:
         page.wait_for_selector(f"#canvas-{side} canvas", timeout=60_000)
 
 
-def draw(page: Any, side: str, strokes: Sequence[Stroke], steps: int = 4) -> None:
-    """Draw `strokes` with the mouse on canvas `side` ("a" or "b"), in the middle 80% of its box."""
+def _resample(points: list[tuple[float, float]], spacing: float) -> list[tuple[float, float]]:
+    """The polyline with a point about every `spacing` pixels: close points are dropped except at
+    a corner (a turn of over 30 degrees), long segments are split."""
+    out = [points[0]]
+    for i, (x, y) in enumerate(points[1:], start=1):
+        px, py = out[-1]
+        gap = math.hypot(x - px, y - py)
+        last = i == len(points) - 1
+        if gap < spacing and not last and not _corner(points[i - 1], (x, y), points[i + 1]):
+            continue
+        n = max(1, round(gap / spacing))
+        out += [(px + (x - px) * k / n, py + (y - py) * k / n) for k in range(1, n + 1)]
+    return out
+
+
+def _corner(a: tuple[float, float], b: tuple[float, float], c: tuple[float, float]) -> bool:
+    turn = math.atan2(c[1] - b[1], c[0] - b[0]) - math.atan2(b[1] - a[1], b[0] - a[0])
+    return abs((turn + math.pi) % (2 * math.pi) - math.pi) > math.radians(30)
+
+
+def draw(page: Any, side: str, strokes: Sequence[Stroke], spacing: float = 12.0) -> None:
+    """Draw `strokes` with the mouse on canvas `side` ("a" or "b"), in the middle 80% of its box:
+    press, a move every `spacing` screen pixels along each stroke (the brush joins them), release."""
     box = page.locator(f"#canvas-{side} canvas").first.bounding_box()
     side_px = 0.8 * min(box["width"], box["height"])
     x0 = box["x"] + (box["width"] - side_px) / 2
     y0 = box["y"] + (box["height"] - side_px) / 2
     for stroke in strokes:
-        points = [(x0 + x * side_px, y0 + y * side_px) for x, y in stroke]
+        points = _resample([(x0 + x * side_px, y0 + y * side_px) for x, y in stroke], spacing)
         page.mouse.move(*points[0])
         page.mouse.down()
         for x, y in points[1:]:
-            page.mouse.move(x, y, steps=steps)
+            page.mouse.move(x, y)
         page.mouse.up()
 
 
-def compare(page: Any, timeout: float = 60_000) -> dict[str, str]:
-    """Press Compare on a freshly loaded page (load); the verdict and both predictions as the page
-    shows them once it has answered."""
+def clear(page: Any) -> None:
+    """Clear both canvases with their own Clear button (quicker than reloading the page), then pick
+    the brush again (Gradio drops the tool on clearing)."""
+    for side in "ab":
+        page.locator(f"#canvas-{side} button[aria-label='Clear canvas']").click()
+        page.locator(f"#canvas-{side} button[aria-label='Brush']").click()
+
+
+#: The text of a Markdown output, without the status tracker (its timer) beside it.
+TEXT = "#{} [data-testid=markdown]"
+
+
+def _shown(page: Any) -> dict[str, str]:
+    return {
+        key: page.locator(TEXT.format(id)).inner_text()
+        for key, id in (("verdict", "verdict"), ("a", "prediction-a"), ("b", "prediction-b"))
+    }
+
+
+def compare(page: Any, timeout: float = 120_000) -> dict[str, str]:
+    """Press Compare; the verdict and both predictions as the page shows them once they change
+    (an answer that repeats the last one word for word, to the 4th decimal, is not waited for)."""
+    before = _shown(page)
     page.locator("#submit").click()
     page.wait_for_function(
-        "() => /Verdict|No verdict/.test(document.querySelector('#verdict')?.innerText || '')",
+        """(before) => {
+            const text = (id) => document.querySelector(`#${id} [data-testid=markdown]`)?.innerText || "";
+            const now = [text("verdict"), text("prediction-a"), text("prediction-b")];
+            return /Verdict|No verdict/.test(now[0]) && now.join("|") !== before;
+        }""",
+        arg="|".join(before.values()),
         timeout=timeout,
     )
-    return {
-        "verdict": page.locator("#verdict").inner_text(),
-        "a": page.locator("#prediction-a").inner_text(),
-        "b": page.locator("#prediction-b").inner_text(),
-    }
+    return _shown(page)
 
 
 def verdict_word(text: str) -> str | None:

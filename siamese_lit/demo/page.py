@@ -137,7 +137,8 @@ def build_page(recognizer: Recognizer, about: str) -> gr.Blocks:
                             allow_preview=False,
                         )
                     )
-        submit.click(answer, inputs=inputs, outputs=outputs, api_visibility="private")
+        # no progress overlay: the outputs' text changes once, when the answer arrives (browser.compare)
+        submit.click(answer, inputs=inputs, outputs=outputs, api_visibility="private", show_progress="hidden")
     return page
 
 
