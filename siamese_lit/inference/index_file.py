@@ -44,6 +44,7 @@ def save_index(index: GalleryIndex, path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the index from the user's group
     try:
         text = json.dumps(meta, allow_nan=False)
         save_file(
@@ -53,6 +54,12 @@ def save_index(index: GalleryIndex, path: str | Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _read_header(path: Path) -> None:
