@@ -14,9 +14,9 @@ import hydra
 from omegaconf import DictConfig
 
 from siamese_lit.data.mnist import load_mnist
-from siamese_lit.errors import check, exit_on_user_error
 from siamese_lit.inference.cli import check_output, load_siamese
-from siamese_lit.specs import check_values
+from siamese_lit.utils.errors import check, exit_on_user_error
+from siamese_lit.utils.specs import check_values
 
 FORMATS = ("onnx",)
 

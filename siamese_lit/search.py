@@ -20,10 +20,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from siamese_lit.checkpoints import load_model, resolve_device
 from siamese_lit.data.images import ImageError
-from siamese_lit.errors import CheckpointError, ConfigError, check, exit_on_user_error
-from siamese_lit.files import finite, write_atomic
 from siamese_lit.inference.cli import check_output, positional_paths, string_list
 from siamese_lit.inference.gallery import describe_failed, query_files, read_digits
 from siamese_lit.inference.index import (
@@ -35,7 +32,11 @@ from siamese_lit.inference.index import (
     load_index,
 )
 from siamese_lit.inference.references import identify_by_references
-from siamese_lit.specs import check_values
+from siamese_lit.models.loading import load_model
+from siamese_lit.utils.devices import resolve_device
+from siamese_lit.utils.errors import CheckpointError, ConfigError, check, exit_on_user_error
+from siamese_lit.utils.files import finite, write_atomic
+from siamese_lit.utils.specs import check_values
 
 PROTOCOLS = ("knn", "article")
 DEFAULT_K = {"knn": 5, "article": 10}
@@ -56,7 +57,7 @@ def _model(cfg: DictConfig, index: GalleryIndex) -> Any:
             f"index_path={cfg.index_path} was built with {path}, which is not there any more: pass "
             "ckpt_path=<that checkpoint> (its weights must be the same)."
         )
-    model = load_model(path, "Siamese", resolve_device(cfg.device))
+    model, _ = load_model(path, "Siamese", resolve_device(cfg.device))  # mean, std: the index's
     load_index(cfg.index_path, checkpoint_fingerprint(model.state_dict()))  # one line when another's
     return model
 

@@ -13,10 +13,10 @@ import torch
 from conftest import compose_cfg, run_cli
 from hydra.utils import instantiate
 
-from siamese_lit.checkpoints import load_model
 from siamese_lit.data.mnist import load_mnist
 from siamese_lit.inference.index import checkpoint_fingerprint
 from siamese_lit.inference.onnx_export import INPUT, OUTPUT, ExportError, export_onnx, session
+from siamese_lit.models.loading import load_model
 
 MEAN, STD = 0.1307, 0.3081
 TOLERANCE = 1e-4
@@ -91,7 +91,7 @@ def test_export_command_on_a_real_checkpoint(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "pixels float32 (batch, 28, 28) in [0, 1]" in result.stdout
-    model = load_model(ckpt, "Siamese")
+    model, _ = load_model(ckpt, "Siamese")
     for batch in (pixels[100:101], pixels[100:164]):
         with torch.no_grad():
             expected = model((batch - MEAN) / STD).numpy()  # the checkpoint's data.mean/std are MNIST's

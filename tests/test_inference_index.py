@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from safetensors.torch import save_file
 
 from siamese_lit.data.mnist import load_mnist
-from siamese_lit.evaluation.metrics import knn_predict
+from siamese_lit.evaluation.classification import knn_predict
 from siamese_lit.inference.index import (
     GalleryIndex,
     GalleryIndexError,
@@ -87,7 +87,7 @@ def test_vote_matches_the_projects_knn_and_reports_exact_neighbours(
     _, y, test_x, _ = mnist
     queries = embed_digits(model, test_x, MEAN, STD)
     matches = identify(index, queries, k=5, threshold=float("inf"))
-    expected = knn_predict(queries, index.embeddings, y, k=5)
+    expected = knn_predict(queries, index.embeddings, y, 5, model.distance)
     assert [m.label for m in matches] == [str(int(v)) for v in expected]
     for m, q in zip(matches[:20], queries[:20], strict=True):
         d = [n[1] for n in m.neighbours]

@@ -23,9 +23,9 @@ from conftest import run_cli
 from PIL import Image
 from test_hardening import Case, Payload, Table, _case, _fill, _snapshot
 
-from siamese_lit.checkpoints import load_model
 from siamese_lit.data.mnist import load_mnist
 from siamese_lit.inference.index import build_index, checkpoint_fingerprint, load_index, save_index
+from siamese_lit.models.loading import load_model
 
 MODULES = {m: f"siamese_lit.{m}" for m in ("index", "search", "export")}
 EXISTS = r"already exists: choose another path, or pass overwrite=true"
@@ -145,7 +145,7 @@ def _build_world(root: Path, siamese: Path, classifier: Path, data_dir: Path) ->
     images, labels = load_mnist(data_dir, train=False)
     w["digit"] = _png(inputs / "digit.png", images[0])
     (w.setdefault("broken", inputs / "broken.png")).write_text("not an image\n")
-    model = load_model(siamese, "Siamese")
+    model, _ = load_model(siamese, "Siamese")
     fp = checkpoint_fingerprint(model.state_dict())
     index = build_index(
         model,

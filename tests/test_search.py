@@ -13,11 +13,11 @@ import torch
 from conftest import run_cli
 from PIL import Image
 
-from siamese_lit.checkpoints import load_model
 from siamese_lit.data.images import load_digit
 from siamese_lit.data.mnist import load_mnist
 from siamese_lit.inference.index import embed_digits, identify, load_index
 from siamese_lit.inference.references import identify_by_references
+from siamese_lit.models.loading import load_model
 
 PER_DIGIT = 12
 
@@ -79,7 +79,7 @@ def test_folder_gallery_is_indexed_with_its_labels(world: dict[str, Any]) -> Non
     assert index.labels == [str(d) for d in range(10) for _ in range(PER_DIGIT)]
     assert all(Path(s).parent.name == label for s, label in zip(index.sources, index.labels, strict=True))
     assert f"indexed {10 * PER_DIGIT} images of 10 labels" in world["folder_stdout"]
-    model = load_model(world["ckpt"], "Siamese")
+    model, _ = load_model(world["ckpt"], "Siamese")
     assert index.threshold == pytest.approx(float(model.threshold))
 
 
@@ -92,7 +92,7 @@ def test_search_answers_as_the_api_does(world: dict[str, Any]) -> None:
     paths = sorted(str(p) for p in (world["root"] / "queries").rglob("*.png"))
     assert [r["path"] for r in rows] == paths
     index = load_index(world["folder"])
-    model = load_model(world["ckpt"], "Siamese")
+    model, _ = load_model(world["ckpt"], "Siamese")
     digits = torch.stack([load_digit(p) for p in paths])
     matches = identify(index, embed_digits(model, digits, index.mean, index.std), k=3)
     for row, match in zip(rows, matches, strict=True):
@@ -138,7 +138,7 @@ def test_the_articles_protocol(world: dict[str, Any]) -> None:
     result, rows = _search(world, "article", args)
     assert result.returncode == 0, result.stderr[-3000:]
     index = load_index(world["folder"])
-    model = load_model(world["ckpt"], "Siamese")
+    model, _ = load_model(world["ckpt"], "Siamese")
     queries = embed_digits(
         model, torch.stack([load_digit(p) for p in world["queries"][:10]]), index.mean, index.std
     )

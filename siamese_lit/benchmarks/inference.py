@@ -29,9 +29,7 @@ import numpy as np
 import torch
 
 from siamese_lit import PROJECT_ROOT
-from siamese_lit.checkpoints import load_model, read_checkpoint
 from siamese_lit.data.mnist import load_mnist
-from siamese_lit.files import write_atomic, write_json
 from siamese_lit.inference.gallery import mnist_gallery
 from siamese_lit.inference.index import (
     build_index,
@@ -41,6 +39,8 @@ from siamese_lit.inference.index import (
     save_index,
 )
 from siamese_lit.inference.onnx_export import INPUT, OUTPUT, PixelEncoder, export_onnx, session
+from siamese_lit.models.loading import load_model
+from siamese_lit.utils.files import write_atomic, write_json
 
 
 def _best_rate(fn: Callable[[], int], repeats: int) -> float:
@@ -95,8 +95,7 @@ def measure(
     (`gallery_size`: the first N training images instead of all 60k, for tests)."""
     repeats = 2 if quick else 3
     load_before = os.getloadavg()[0]
-    model = load_model(ckpt_path, "Siamese", "cpu")
-    saved = read_checkpoint(ckpt_path).get("datamodule_hyper_parameters") or {}
+    model, saved = load_model(ckpt_path, "Siamese", "cpu")
     mean, std = float(saved.get("mean", 0.1307)), float(saved.get("std", 0.3081))
     fingerprint = checkpoint_fingerprint(model.state_dict())
     gallery = mnist_gallery(data_dir, gallery_size)

@@ -12,9 +12,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from siamese_lit.checkpoints import load_model, resolve_device
-from siamese_lit.errors import ConfigError
 from siamese_lit.inference.index import checkpoint_fingerprint
+from siamese_lit.models.loading import load_model
+from siamese_lit.utils.checkpoints import with_saved_data
+from siamese_lit.utils.devices import resolve_device
+from siamese_lit.utils.errors import ConfigError
 
 #: Hydra's command-line flags that take a value (that value is not a positional path).
 VALUE_FLAGS = {
@@ -75,7 +77,8 @@ def check_output(value: Any, key: str, overwrite: bool, required: bool = True) -
 def load_siamese(ckpt_path: Any, device: str, data: DictConfig) -> tuple[Any, str, float, float]:
     """(model in eval mode, checkpoint fingerprint, input mean, input std) of a Siamese checkpoint;
     the mean and std are the ones it was trained with unless data.mean / data.std are given."""
-    model = load_model(ckpt_path, "Siamese", resolve_device(device), data=data)
+    model, saved = load_model(ckpt_path, "Siamese", resolve_device(device))
+    data = with_saved_data(data, saved, "ckpt_path")
     fingerprint = checkpoint_fingerprint(model.state_dict())
     mean, std = float(data.mean), float(data.std)
     if not std > 0:

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from siamese_lit.data.images import ImageError, load_digit
 from siamese_lit.data.mnist import load_mnist
-from siamese_lit.errors import ConfigError
+from siamese_lit.utils.errors import ConfigError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm")
 

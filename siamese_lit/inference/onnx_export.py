@@ -29,7 +29,7 @@ import onnxruntime as ort
 import torch
 from torch import Tensor, nn
 
-from siamese_lit.errors import SiameseLitError
+from siamese_lit.utils.errors import SiameseLitError
 
 INPUT, OUTPUT = "pixels", "embedding"
 #: the largest batch the exported graph is declared for (any size up to it runs)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from siamese_lit.errors import SiameseLitError
+from siamese_lit.utils.errors import SiameseLitError
 
 
 class GalleryIndexError(SiameseLitError):

@@ -13,9 +13,9 @@ import math
 import torch
 from torch import Tensor
 
-from siamese_lit.errors import ConfigError
-from siamese_lit.evaluation.protocols import answer
+from siamese_lit.evaluation.protocol import answer
 from siamese_lit.inference.records import GalleryIndex, Match
+from siamese_lit.utils.errors import ConfigError
 
 #: Query rows drawn and measured at once.
 CHUNK = 256
