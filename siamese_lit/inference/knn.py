@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from siamese_lit.evaluation.classification import vote
 from siamese_lit.inference.records import GalleryIndex, Match
 
 #: Query rows per distance matrix in `nearest` (each is (chunk, N) floats).
@@ -46,10 +46,7 @@ def identify(index: GalleryIndex, queries: Tensor, k: int = 5, threshold: float 
     position = {c: i for i, c in enumerate(classes)}
     ids = torch.tensor([position[s] for s in index.labels])
     dist, idx = nearest(index, queries, k)
-    kk = idx.shape[1]
-    rank_bonus = 1e-3 / torch.arange(1, kk + 1)
-    votes = (F.one_hot(ids[idx], len(classes)).float() * (1 + rank_bonus)[None, :, None]).sum(1)
-    winner = votes.argmax(1)
+    winner = vote(ids[idx]) if len(idx) else idx[:, 0]  # evaluate's k-NN vote
     out = []
     for row in range(len(idx)):
         d, i = dist[row].tolist(), idx[row].tolist()
