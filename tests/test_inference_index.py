@@ -4,6 +4,7 @@ checkpoint fingerprint, and files that are broken or hostile."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -108,7 +109,7 @@ def test_unknown_past_the_threshold_and_never_without_one(index: GalleryIndex, m
     matches = identify(index, queries, k=5, threshold=cut)
     assert [m.label == "unknown" for m in matches] == [d > cut for d in nearest]
     assert all(m.distance == d for m, d in zip(matches, nearest, strict=True) if m.label == "unknown")
-    no_threshold = GalleryIndex(**{**index.__dict__, "threshold": float("nan")})
+    no_threshold = dataclasses.replace(index, threshold=float("nan"))
     assert all(m.label != "unknown" for m in identify(no_threshold, queries * 100, k=5))
 
 

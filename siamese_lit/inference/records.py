@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -36,10 +37,16 @@ class GalleryIndex:
         if self.embeddings.shape[0] != n or n == 0:
             raise ValueError(f"GalleryIndex: {self.embeddings.shape[0]} embeddings for {n} labels.")
 
-    @property
+    @cached_property
     def classes(self) -> list[str]:
-        """The distinct labels, sorted (digits as numbers when all are digits)."""
+        """The distinct labels, sorted (digits as numbers when all are digits); computed once."""
         return sorted(set(self.labels), key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
+
+    @cached_property
+    def label_ids(self) -> Tensor:
+        """(N,) int64: the position of each item's label in `classes`; computed once."""
+        position = {c: i for i, c in enumerate(self.classes)}
+        return torch.tensor([position[s] for s in self.labels], dtype=torch.long)
 
 
 @dataclass(frozen=True)

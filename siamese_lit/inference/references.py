@@ -23,7 +23,7 @@ CHUNK = 256
 
 def draw_references(index: GalleryIndex, queries: int, k: int, g: torch.Generator) -> Tensor:
     """(queries, C, k) gallery indices: k distinct items of each label (index.classes) per query."""
-    members = [torch.tensor([i for i, s in enumerate(index.labels) if s == c]) for c in index.classes]
+    members = [torch.nonzero(index.label_ids == c).squeeze(1) for c in range(len(index.classes))]
     rarest = min(members, key=len)
     if k < 1 or k > len(rarest):
         label = index.classes[members.index(rarest)]
