@@ -211,3 +211,12 @@ def test_a_failed_save_leaves_the_old_file(index: GalleryIndex, tmp_path: Path, 
     with pytest.raises(OSError, match="killed"):
         save_index(index, path)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["g.index"]
+
+
+def test_a_gallery_too_large_for_one_file_is_refused_before_writing(
+    index: GalleryIndex, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr("siamese_lit.inference.index_file.MAX_HEADER_BYTES", 100_000)
+    with pytest.raises(GalleryIndexError, match=r"3000 items take \d+ MB, more than an index file holds"):
+        save_index(index, tmp_path / "big.index")
+    assert list(tmp_path.iterdir()) == []

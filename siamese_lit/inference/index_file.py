@@ -24,8 +24,9 @@ from siamese_lit.inference.records import GalleryIndex, GalleryIndexError
 
 #: The format tag in the metadata; a file without it is not an index of this project.
 FORMAT = "siamese_lit.index/1"
-#: Upper bound of the JSON header (labels and sources of a few million images fit).
-MAX_HEADER_BYTES = 512 * 2**20
+#: safetensors' own limit on its header, which holds the labels and sources (about 30-100 bytes an
+#: item, so a few million items): a larger gallery is split into several indexes (docs/inference.md).
+MAX_HEADER_BYTES = 100_000_000
 
 
 def save_index(index: GalleryIndex, path: str | Path) -> None:
@@ -41,12 +42,18 @@ def save_index(index: GalleryIndex, path: str | Path) -> None:
         "std": index.std,
         "ckpt_path": index.ckpt_path,
     }
+    text = json.dumps(meta, allow_nan=False)
+    size = len(text.encode())
+    if size > MAX_HEADER_BYTES - 2**16:
+        raise GalleryIndexError(
+            f"the labels and sources of {len(index.labels)} items take {size / 1e6:.0f} MB, more than an "
+            f"index file holds ({MAX_HEADER_BYTES / 1e6:.0f} MB): split the gallery into several indexes."
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the index from the user's group
     try:
-        text = json.dumps(meta, allow_nan=False)
         save_file(
             {"embeddings": index.embeddings.contiguous()}, tmp, metadata={"format": FORMAT, "index": text}
         )
