@@ -2,7 +2,8 @@
 
 Every figure is taken in this one process, so the ratios hold on a shared, noisy machine; absolute
 times mean something only on a dedicated (GPU) machine. Prints one JSON object and writes it, with a
-Markdown table, to outputs/bench/.
+Markdown table, to outputs/bench/. `--inference CKPT`: only the figures of using that Siamese
+checkpoint (gallery search, ONNX against PyTorch; siamese_lit.benchmarks.inference).
 """
 
 from __future__ import annotations
@@ -139,7 +140,16 @@ def main(argv: list[str] | None = None) -> None:
         "--tiny", action="store_true", help="a seconds-long smoke run of every figure (tests)"
     )
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "outputs" / "bench")
+    parser.add_argument(
+        "--inference",
+        metavar="CKPT",
+        help="only the inference figures of this Siamese checkpoint (search, ONNX)",
+    )
     args = parser.parse_args(argv)
+    if args.inference:
+        from siamese_lit.benchmarks import inference
+
+        return inference.main([args.inference, "--out", str(args.out), *(["--quick"] if args.quick else [])])
     mode = MODES["tiny" if args.tiny else "quick" if args.quick else "full"]
     keep_freed_memory()  # as train does: the pipeline, its compute limit and the seed loop alike
     with contextlib.redirect_stdout(sys.stderr):  # stdout is the JSON object only

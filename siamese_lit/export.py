@@ -1,0 +1,83 @@
+"""`python -m siamese_lit.export ckpt_path=PATH format=onnx output=FILE.onnx`: the encoder out of Python.
+
+Writes the checkpoint's encoder as an ONNX graph (siamese_lit.inference.onnx_export): input `pixels`
+float32 (batch, 28, 28) in [0, 1], output `embedding` (batch, D), the model's own embeddings (input
+normalisation and the cosine distance's unit norm included). Before the file is written, the graph
+runs in onnxruntime on MNIST test images and must match PyTorch within `tolerance`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import hydra
+from omegaconf import DictConfig
+
+from siamese_lit.data.mnist import load_mnist
+from siamese_lit.inference.cli import check_output, load_siamese
+from siamese_lit.utils.errors import check, exit_on_user_error
+from siamese_lit.utils.specs import check_values
+
+FORMATS = ("onnx",)
+
+
+def export(cfg: DictConfig) -> float:
+    """Write the encoder of `cfg.ckpt_path` to `cfg.output`; returns the checked max abs difference."""
+    check_values(
+        cfg,
+        {
+            "format": (str,),
+            "overwrite": (bool,),
+            "opset": (int, type(None)),
+            "check_images": (int,),
+            "tolerance": (float,),
+        },
+    )
+    check(cfg.format in FORMATS, f"format must be one of {list(FORMATS)}, got {cfg.format!r}.")
+    check(cfg.check_images >= 0, f"check_images must be >= 0, got {cfg.check_images}.")
+    check(cfg.tolerance >= 0, f"tolerance must be >= 0, got {cfg.tolerance}.")
+    check(cfg.opset is None or 18 <= cfg.opset <= 23, f"opset must be in 18..23 or null, got {cfg.opset}.")
+    output = check_output(cfg.output, "output", cfg.overwrite)
+    model, fingerprint, mean, std = load_siamese(cfg.ckpt_path, "cpu", cfg.data)
+    pixels = load_mnist(cfg.data.data_dir, train=False)[0][: cfg.check_images].float() / 255
+    from siamese_lit.inference.onnx_export import export_onnx  # onnx and onnxruntime load only here
+
+    threshold = float(model.threshold)
+    metadata = {
+        "mean": repr(mean),
+        "std": repr(std),
+        "distance": "cosine" if model.distance.normalize else "euclidean",
+        "threshold": repr(threshold) if math.isfinite(threshold) else "none",
+        "fingerprint": fingerprint,
+        "embedding_dim": str(model.net.out_dim),
+    }
+    diff = export_onnx(
+        model,
+        output,
+        mean=mean,
+        std=std,
+        check_pixels=pixels,
+        metadata=metadata,
+        tolerance=cfg.tolerance,
+        opset=cfg.opset,
+    )
+    checked = (
+        f"max abs difference from PyTorch {diff:.2e} on {len(pixels)} MNIST test images"
+        if len(pixels)
+        else "not checked"
+    )
+    print(
+        f"wrote {output}: pixels float32 (batch, 28, 28) in [0, 1] -> embedding (batch, {model.net.out_dim})"
+    )
+    print(f"normalisation (x - {mean}) / {std} and the {metadata['distance']} distance inside; {checked}")
+    return diff
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+def main(cfg: DictConfig) -> None:
+    with exit_on_user_error():
+        export(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""What the index, search and export commands share: positional paths, output checks, the model.
+
+Output files follow one rule: nothing a user made is overwritten unless `overwrite=true`, and every
+problem with an output path is found before any work is done (a 60k-image embedding is not thrown
+away because the output folder is a file).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from siamese_lit.inference.index import checkpoint_fingerprint
+from siamese_lit.models.loading import load_model
+from siamese_lit.utils.checkpoints import with_saved_data
+from siamese_lit.utils.devices import resolve_device
+from siamese_lit.utils.errors import ConfigError
+
+#: Hydra's command-line flags that take a value (that value is not a positional path).
+VALUE_FLAGS = {
+    "-cp",
+    "--config-path",
+    "-cn",
+    "--config-name",
+    "-cd",
+    "--config-dir",
+    "-c",
+    "--cfg",
+    "-p",
+    "--package",
+}
+
+
+def _quote(path: str) -> str:
+    """A path as a quoted Hydra override value (spaces, commas and brackets kept literally)."""
+    return "'" + path.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def positional_paths(argv: list[str], key: str) -> list[str]:
+    """The command line with its positional paths (no `=`, not a flag or a flag's value) turned into
+    the override `key=[...]`; ConfigError when `key=` is given as well."""
+    rest, paths = [], []
+    for i, arg in enumerate(argv):
+        positional = "=" not in arg and not arg.startswith("-") and (i == 0 or argv[i - 1] not in VALUE_FLAGS)
+        (paths if positional else rest).append(arg)
+    if not paths:
+        return rest
+    if any(a.startswith((f"{key}=", f"+{key}=")) for a in rest):
+        raise ConfigError(f"give the paths either as positional arguments or as {key}=[...], not both.")
+    return [*rest, f"{key}=[" + ",".join(_quote(p) for p in paths) + "]"]
+
+
+def check_output(value: Any, key: str, overwrite: bool, required: bool = True) -> Path | None:
+    """`value` as the path of a file to write; ConfigError when it is missing (and `required`), a
+    folder, under a file, or an existing file while not `overwrite`."""
+    if value is None or value == "":
+        if required:
+            raise ConfigError(f"{key} is required: pass {key}=<file to write>.")
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must be a file path, got {value!r}.")
+    path = Path(value)
+    if path.is_dir():
+        raise ConfigError(f"{key}={value} is a folder: give the path of a file to write.")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ConfigError(f"{key}={value}: {parent} is a file, not a folder.")
+    if path.exists() and not overwrite:
+        raise ConfigError(
+            f"{key}={value} already exists: choose another path, or pass overwrite=true to replace it."
+        )
+    return path
+
+
+def load_siamese(ckpt_path: Any, device: str, data: DictConfig) -> tuple[Any, str, float, float]:
+    """(model in eval mode, checkpoint fingerprint, input mean, input std) of a Siamese checkpoint;
+    the mean and std are the ones it was trained with unless data.mean / data.std are given."""
+    model, saved = load_model(ckpt_path, "Siamese", resolve_device(device))
+    data = with_saved_data(data, saved, "ckpt_path")
+    fingerprint = checkpoint_fingerprint(model.state_dict())
+    mean, std = float(data.mean), float(data.std)
+    if not std > 0:
+        raise ConfigError(f"data.std must be > 0, got {std}.")
+    return model, fingerprint, mean, std
+
+
+def string_list(cfg: DictConfig, key: str) -> list[str]:
+    """`cfg[key]` as a list of strings (a single string is a list of one)."""
+    value = OmegaConf.select(cfg, key)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    items = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+    if not isinstance(items, list) or not all(isinstance(v, str | int | float) for v in items):
+        raise ConfigError(f"{key} must be a list of paths, got {value!r}.")
+    return [str(v) for v in items]

@@ -1,0 +1,58 @@
+"""Exact k-nearest-neighbour search of a gallery index, and the k-NN vote with "unknown"."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from siamese_lit.evaluation.classification import vote
+from siamese_lit.inference.records import GalleryIndex, Match
+
+#: Query rows per distance matrix in `nearest` (each is (chunk, N) floats).
+QUERY_CHUNK = 256
+
+
+def nearest(index: GalleryIndex, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """(distances, indices), each (Q, k), of the k nearest gallery items of each query, nearest first.
+
+    Exact search: every gallery row is compared (torch.cdist, in QUERY_CHUNK query rows); the k
+    distances returned are recomputed directly from the vectors (cdist's matrix-product form loses
+    digits near zero) and re-sorted."""
+    k = max(1, min(k, len(index.labels)))
+    gallery = index.embeddings
+    queries = queries.to(gallery.device, torch.float32)
+    dist, idx = [], []
+    for q in queries.split(QUERY_CHUNK):
+        top = torch.cdist(q, gallery).topk(k, dim=1, largest=False).indices
+        d = (gallery[top] - q[:, None, :]).norm(dim=-1)
+        d, order = d.sort(dim=1)
+        dist.append(d)
+        idx.append(top.gather(1, order))
+    if not dist:
+        return torch.empty(0, k), torch.empty(0, k, dtype=torch.long)
+    return torch.cat(dist), torch.cat(idx)
+
+
+def identify(index: GalleryIndex, queries: Tensor, k: int = 5, threshold: float | None = None) -> list[Match]:
+    """Each query embedding's label by a vote of its k nearest gallery items (ties go to the nearer
+    ones), or "unknown" when even the nearest is farther than `threshold` (default: the index's;
+    NaN: never unknown)."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    threshold = index.threshold if threshold is None else threshold
+    classes = index.classes
+    ids = index.label_ids
+    dist, idx = nearest(index, queries, k)
+    winner = vote(ids[idx]) if len(idx) else idx[:, 0]  # evaluate's k-NN vote
+    out = []
+    for row in range(len(idx)):
+        d, i = dist[row].tolist(), idx[row].tolist()
+        neighbours = [(index.labels[j], dj, index.sources[j]) for j, dj in zip(i, d, strict=True)]
+        label = classes[int(winner[row])]
+        if math.isfinite(threshold) and d[0] > threshold:
+            out.append(Match("unknown", d[0], neighbours))
+        else:
+            out.append(Match(label, next(dj for lj, dj, _ in neighbours if lj == label), neighbours))
+    return out

@@ -1,0 +1,134 @@
+"""The encoder of a Siamese model as an ONNX graph: pixels in, the model's embeddings out.
+
+The graph's input `pixels` is float32 (batch, 28, 28), MNIST-style digits (white on black, framed as
+siamese_lit.data.images makes them) with values in [0, 1] (uint8 / 255). The graph itself applies
+the training normalisation ((x - mean) / std, the checkpoint's) and, under the cosine distance, the
+unit-norm projection, so its output `embedding` (batch, D) is exactly what `LitSiamese` gives and
+the Euclidean distance between two outputs is the model's distance. The batch size is dynamic.
+mean, std, the calibrated threshold, the distance and the checkpoint's fingerprint are stored in
+the model's metadata_props.
+
+Written with torch.onnx (the dynamo exporter), checked with onnx's checker and run with onnxruntime
+on check images before the file is renamed into place: a graph whose embeddings differ from
+PyTorch's by more than the tolerance is never written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import Tensor, nn
+
+from siamese_lit.utils.errors import SiameseLitError
+
+INPUT, OUTPUT = "pixels", "embedding"
+#: the largest batch the exported graph is declared for (any size up to it runs)
+MAX_BATCH = 1 << 20
+
+
+class ExportError(SiameseLitError):
+    """The exporter failed, or its graph does not give PyTorch's embeddings."""
+
+
+class PixelEncoder(nn.Module):
+    """Pixels in [0, 1] (B, 28, 28) -> the model's embeddings (B, D): normalisation, encoder, distance."""
+
+    def __init__(self, model: nn.Module, mean: float, std: float) -> None:
+        super().__init__()
+        self.net, self.distance = model.net, model.distance
+        self.mean, self.std = float(mean), float(std)
+
+    def forward(self, pixels: Tensor) -> Tensor:
+        return self.distance.prepare(self.net((pixels - self.mean) / self.std).float())
+
+
+def session(path: str | Path, threads: int | None = None) -> ort.InferenceSession:
+    """An onnxruntime CPU session of the file (threads: intra-op threads; None = onnxruntime's choice)."""
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def max_difference(encoder: PixelEncoder, onnx_path: str | Path, pixels: Tensor) -> float:
+    """The largest absolute difference between onnxruntime's and PyTorch's embeddings of `pixels`."""
+    with torch.no_grad():
+        expected = encoder(pixels).numpy()
+    got = session(onnx_path).run([OUTPUT], {INPUT: pixels.numpy().astype(np.float32)})[0]
+    return float(np.abs(got - expected).max())
+
+
+def to_onnx(encoder: PixelEncoder, opset: int | None = None) -> onnx.ModelProto:
+    """The encoder traced by torch.onnx's dynamo exporter, with a dynamic batch dimension."""
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    kwargs = {} if opset is None else {"opset_version": opset}
+    quiet = io.StringIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            warnings.simplefilter("ignore")
+            logging.disable(logging.INFO)  # the exporter's passes log each step at INFO
+            program = torch.onnx.export(
+                encoder.eval(),
+                (torch.rand(2, 28, 28),),
+                input_names=[INPUT],
+                output_names=[OUTPUT],
+                dynamic_shapes=({0: batch},),
+                dynamo=True,
+                verbose=False,
+                **kwargs,
+            )
+    except Exception as exc:
+        last = next((line for line in reversed(str(exc).splitlines()) if line.strip()), type(exc).__name__)
+        raise ExportError(f"torch.onnx could not export this encoder: {type(exc).__name__}: {last}") from exc
+    finally:
+        logging.disable(logging.NOTSET)
+    return program.model_proto
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    mean: float,
+    std: float,
+    check_pixels: Tensor,
+    metadata: dict[str, str],
+    tolerance: float = 1e-4,
+    opset: int | None = None,
+) -> float:
+    """Write the encoder of `model` (a LitSiamese, moved to the CPU) to `path` as ONNX, whole, after
+    checking it on `check_pixels` ((N, 28, 28) in [0, 1]); returns the max abs difference found."""
+    encoder = PixelEncoder(model.cpu().eval(), mean, std)
+    proto = to_onnx(encoder, opset)
+    onnx.helper.set_model_props(proto, {**metadata, "input": "pixels float32 (batch, 28, 28) in [0, 1]"})
+    onnx.checker.check_model(proto)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        onnx.save_model(proto, tmp)
+        diff = max_difference(encoder, tmp, check_pixels) if len(check_pixels) else 0.0
+        if not diff <= tolerance:
+            raise ExportError(
+                f"the ONNX graph's embeddings differ from PyTorch's by {diff:.2e} (> tolerance "
+                f"{tolerance:g}) on {len(check_pixels)} check images: not written."
+            )
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return diff

@@ -1,0 +1,169 @@
+"""`python -m siamese_lit.search index_path=FILE <images or folders> [output=FILE.json]`: which digit is this?
+
+Each query image is brought to MNIST form (siamese_lit.data.images), embedded with the checkpoint the
+index was built with (or `ckpt_path=`, refused when its weights are not the index's) and answered
+against the gallery: by a vote of its k nearest items (`protocol=knn`), or by the LSTM article's
+mean distance to k references of each label (`protocol=article`); `unknown` when even the best is
+past the threshold. Prints a table; with `output=`, writes the answers as a JSON list, whole. An
+image that cannot be read is named; the others are answered, then one `error:` line (exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from siamese_lit.data.images import ImageError
+from siamese_lit.inference.cli import check_output, positional_paths, string_list
+from siamese_lit.inference.gallery import describe_failed, query_files, read_digits
+from siamese_lit.inference.index import (
+    GalleryIndex,
+    Match,
+    checkpoint_fingerprint,
+    embed_digits,
+    identify,
+    load_index,
+)
+from siamese_lit.inference.references import identify_by_references
+from siamese_lit.models.loading import load_model
+from siamese_lit.utils.devices import resolve_device
+from siamese_lit.utils.errors import CheckpointError, ConfigError, check, exit_on_user_error
+from siamese_lit.utils.files import finite, write_atomic
+from siamese_lit.utils.specs import check_values
+
+PROTOCOLS = ("knn", "article")
+DEFAULT_K = {"knn": 5, "article": 10}
+#: neighbours shown per query in the terminal table (all k are in the JSON)
+SHOWN = 3
+
+
+def _model(cfg: DictConfig, index: GalleryIndex) -> Any:
+    """The checkpoint to embed queries with: `ckpt_path`, else the index's; refused unless its weights
+    are the ones the index was built with."""
+    path = cfg.ckpt_path or index.ckpt_path
+    if not path:
+        raise CheckpointError(
+            f"index_path={cfg.index_path} names no checkpoint: pass ckpt_path=<its checkpoint>."
+        )
+    if not cfg.ckpt_path and not Path(path).is_file():
+        raise CheckpointError(
+            f"index_path={cfg.index_path} was built with {path}, which is not there any more: pass "
+            "ckpt_path=<that checkpoint> (its weights must be the same)."
+        )
+    model, _ = load_model(path, "Siamese", resolve_device(cfg.device))  # mean, std: the index's
+    load_index(cfg.index_path, checkpoint_fingerprint(model.state_dict()))  # one line when another's
+    return model
+
+
+def _answers(cfg: DictConfig, index: GalleryIndex, queries: torch.Tensor, k: int) -> list[Match]:
+    threshold = index.threshold if cfg.threshold is None else float(cfg.threshold)
+    if cfg.protocol == "article":
+        return identify_by_references(index, queries, k, threshold, seed=cfg.seed)
+    return identify(index, queries, k, threshold)
+
+
+def _row(path: str, match: Match | None, error: str | None = None) -> dict[str, Any]:
+    if match is None:
+        return {"path": path, "label": None, "distance": None, "neighbours": [], "error": error}
+    neighbours = [{"label": label, "distance": d, "source": s} for label, d, s in match.neighbours]
+    return {
+        "path": path,
+        "label": match.label,
+        "distance": match.distance,
+        "neighbours": neighbours,
+        "error": None,
+    }
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    width = min(max(len(r["path"]) for r in rows), 60)
+    lines = [f"{'query':<{width}}  {'label':>7}  {'distance':>8}  nearest (label distance source)"]
+    for r in rows:
+        if r["error"] is not None:
+            lines.append(f"{r['path']:<{width}}  {'-':>7}  {'-':>8}  not read: {r['error']}")
+            continue
+        near = "; ".join(f"{n['label']} {n['distance']:.3f} {n['source']}" for n in r["neighbours"][:SHOWN])
+        lines.append(f"{r['path']:<{width}}  {r['label']:>7}  {r['distance']:>8.4f}  {near}")
+    return "\n".join(lines)
+
+
+def search(cfg: DictConfig) -> list[dict[str, Any]]:
+    """The answer of every query of `cfg` (also printed, and written to `cfg.output`)."""
+    check_values(
+        cfg,
+        {
+            "protocol": (str,),
+            "k": (int, type(None)),
+            "threshold": (float, type(None)),
+            "seed": (int,),
+            "overwrite": (bool,),
+            "device": (str,),
+            "batch_size": (int,),
+            "ckpt_path": (str, type(None)),
+        },
+    )
+    check(cfg.protocol in PROTOCOLS, f"protocol must be one of {list(PROTOCOLS)}, got {cfg.protocol!r}.")
+    k = DEFAULT_K[cfg.protocol] if cfg.k is None else cfg.k
+    check(k >= 1, f"k must be >= 1, got {k}.")
+    check(cfg.threshold is None or cfg.threshold >= 0, f"threshold must be >= 0, got {cfg.threshold}.")
+    check(cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}.")
+    output = check_output(cfg.output, "output", cfg.overwrite, required=False)
+    if not cfg.index_path:
+        raise ConfigError(
+            "index_path is required: pass index_path=<file made by python -m siamese_lit.index>."
+        )
+    paths = string_list(cfg, "queries")
+    check(
+        bool(paths),
+        "no query images: give image files or folders "
+        "(python -m siamese_lit.search index_path=... a.png dir/).",
+    )
+    index = load_index(cfg.index_path)
+    files, failed = query_files(paths)
+    digits = read_digits(files)
+    failed += digits.failed
+    if not digits.sources:
+        raise ImageError(f"none of the query images could be read: {describe_failed(failed)}.")
+    model = _model(cfg, index)
+    embeddings = embed_digits(model, digits.digits, index.mean, index.std, cfg.batch_size)
+    if not bool(torch.isfinite(embeddings).all()):
+        raise CheckpointError("the model gives NaN or infinite embeddings for these images: no answer drawn.")
+    matches = _answers(cfg, index, embeddings, k)
+    rows = [_row(p, m) for p, m in zip(digits.sources, matches, strict=True)]
+    rows += [_row(p, None, reason) for p, reason in failed]
+    threshold = index.threshold if cfg.threshold is None else float(cfg.threshold)
+    said = f"{threshold:.4f}" if math.isfinite(threshold) else "none (never unknown)"
+    print(f"{cfg.protocol}, k={k}, threshold {said}, gallery of {len(index.labels)} ({cfg.index_path})")
+    print(_table(rows), flush=True)
+    if output is not None:
+        write_atomic(output, json.dumps(finite(rows), indent=2, allow_nan=False) + "\n")
+        print(f"answers written to {output}")
+    if failed:
+        raise ImageError(
+            f"{len(failed)} of the query images could not be read (the other {len(matches)} are answered): "
+            f"{describe_failed(failed)}."
+        )
+    return rows
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="search")
+def _main(cfg: DictConfig) -> None:
+    with exit_on_user_error():
+        search(cfg)
+
+
+def main() -> None:
+    with exit_on_user_error():
+        sys.argv[1:] = positional_paths(sys.argv[1:], "queries")
+    _main()
+
+
+if __name__ == "__main__":
+    main()
