@@ -83,7 +83,7 @@ def build_page(recognizer: Recognizer, about: str) -> gr.Blocks:
         return outputs
 
     brush = gr.Brush(default_size=BRUSH, colors=["#000000"], default_color="#000000", color_mode="fixed")
-    with gr.Blocks(title="siamese_lit: same digit?", analytics_enabled=False) as page:
+    with gr.Blocks(title="siamese_lit: same digit?", analytics_enabled=False, fill_width=True) as page:
         gr.Markdown(INTRO)
         gr.Markdown(about, elem_id="about")
         inputs = []
@@ -132,7 +132,9 @@ def build_page(recognizer: Recognizer, about: str) -> gr.Blocks:
                             label=f"nearest gallery digits of {side.upper()} (label · distance)",
                             elem_id=f"neighbours-{side}",
                             columns=5,
-                            height="auto",
+                            rows=1,
+                            height=130,
+                            object_fit="contain",
                             format="png",
                             allow_preview=False,
                         )
