@@ -35,16 +35,6 @@ TINY_SIAMESE = [*TINY, "data.eval_pairs=1000", "data.gallery_size=1000", "model.
 SMALL_NET = ["model.net.hidden_size=32", "model.net.num_layers=1"]
 
 
-def require(available: bool, reason: str) -> None:
-    """Skip the calling test with `reason` unless `available` (a browser, a cluster); under CI
-    (env CI=true) fail instead: there a skip would hide a test that never ran."""
-    if available:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true: this test must run in CI, not be skipped)", pytrace=False)
-    pytest.skip(reason)
-
-
 def _data_dir() -> Path:
     env = os.environ.get("SIAMESE_LIT_DATA_DIR")
     return Path(env) if env else PROJECT_ROOT / "data"

@@ -44,14 +44,19 @@ ROBUST = [
 SCREENSHOT_ENV = "SIAMESE_LIT_DEMO_SCREENSHOT"
 
 
-def _browser() -> Any:
-    """The browser module and the Chromium path; skipped (failed under CI) when either is missing."""
+@pytest.fixture(scope="module")
+def chromium() -> tuple[Any, str]:
+    """The browser module and the Chromium path; skipped (failed under CI) when either is missing,
+    before anything is trained."""
     try:
-        from siamese_lit.demo import browser
-    except ImportError as exc:  # playwright, part of the demo extra
-        require(False, f"playwright is not installed ({exc}): make install")
+        import playwright.sync_api  # noqa: F401  (the demo extra)
+    except ImportError as exc:
+        require("playwright", f"{exc}: make install")
+    from siamese_lit.demo import browser
+
     chromium = browser.find_chromium()
-    require(chromium is not None, "no Chromium found (make browser, or set SIAMESE_LIT_CHROMIUM)")
+    if chromium is None:
+        require("Chromium", "none found on PATH nor in $SIAMESE_LIT_CHROMIUM: make browser")
     return browser, chromium
 
 
@@ -66,12 +71,14 @@ def robust_ckpt(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Pat
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory, robust_ckpt: Path) -> Iterator[tuple[Any, Any, str]]:
+def demo(
+    chromium: tuple[Any, str], tmp_path_factory: pytest.TempPathFactory, robust_ckpt: Path
+) -> Iterator[tuple[Any, Any, str]]:
     """(browser module, Playwright page, URL) of the demo served as a subprocess on a free port."""
-    browser, chromium = _browser()
+    browser, executable = chromium
     out = tmp_path_factory.mktemp("demo")
     args = [f"ckpt_path={robust_ckpt}", "gallery_size=10000", "device=cpu", f"hydra.run.dir={out / 'run'}"]
-    with browser.demo_server(args, out / "server.log") as url, browser.open_page(url, chromium) as page:
+    with browser.demo_server(args, out / "server.log") as url, browser.open_page(url, executable) as page:
         yield browser, page, url
 
 
