@@ -29,6 +29,8 @@ from siamese_lit.inference.index import (
     save_index,
 )
 from siamese_lit.inference.index_file import FORMAT
+from siamese_lit.inference.references import draw_references
+from siamese_lit.utils.errors import ConfigError
 
 MEAN, STD = 0.1307, 0.3081
 
@@ -220,3 +222,14 @@ def test_a_gallery_too_large_for_one_file_is_refused_before_writing(
     with pytest.raises(GalleryIndexError, match=r"3000 items take \d+ MB, more than an index file holds"):
         save_index(index, tmp_path / "big.index")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_article_protocol_draws_distinct_references_of_each_label(index: GalleryIndex) -> None:
+    refs = draw_references(index, queries=5, k=4, g=torch.Generator().manual_seed(0))
+    assert refs.shape == (5, 10, 4)
+    for c, label in enumerate(index.classes):
+        assert all(index.labels[i] == label for i in refs[:, c].flatten().tolist())
+        assert all(len(set(row.tolist())) == 4 for row in refs[:, c])
+    rarest = min(index.labels.count(c) for c in index.classes)
+    with pytest.raises(ConfigError, match=rf"k={rarest + 1} references per label: must be in 1\.\.{rarest} "):
+        draw_references(index, queries=1, k=rarest + 1, g=torch.Generator())

@@ -24,11 +24,12 @@ CHUNK = 256
 def draw_references(index: GalleryIndex, queries: int, k: int, g: torch.Generator) -> Tensor:
     """(queries, C, k) gallery indices: k distinct items of each label (index.classes) per query."""
     members = [torch.nonzero(index.label_ids == c).squeeze(1) for c in range(len(index.classes))]
-    rarest = min(members, key=len)
-    if k < 1 or k > len(rarest):
-        label = index.classes[members.index(rarest)]
+    rarest = min(range(len(members)), key=lambda c: len(members[c]))
+    fewest = len(members[rarest])
+    if k < 1 or k > fewest:
         raise ConfigError(
-            f"k={k} references per label: must be in 1..{len(rarest)} (label {label} has {len(rarest)})."
+            f"k={k} references per label: must be in 1..{fewest} "
+            f"(label {index.classes[rarest]} has {fewest})."
         )
     out = torch.empty(queries, len(members), k, dtype=torch.long)
     for start in range(0, queries, CHUNK):
