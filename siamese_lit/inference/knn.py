@@ -7,8 +7,10 @@ import math
 import torch
 from torch import Tensor
 
+from siamese_lit.evaluation.classification import nearest as nearest_rows
 from siamese_lit.evaluation.classification import vote
 from siamese_lit.inference.records import GalleryIndex, Match
+from siamese_lit.objectives.distance import Distance
 
 #: Query rows per distance matrix in `nearest` (each is (chunk, N) floats).
 QUERY_CHUNK = 256
@@ -17,22 +19,18 @@ QUERY_CHUNK = 256
 def nearest(index: GalleryIndex, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """(distances, indices), each (Q, k), of the k nearest gallery items of each query, nearest first.
 
-    Exact search: every gallery row is compared (torch.cdist, in QUERY_CHUNK query rows); the k
-    distances returned are recomputed directly from the vectors (cdist's matrix-product form loses
-    digits near zero) and re-sorted."""
+    Exact search through the model's distance (evaluate's `nearest`, in QUERY_CHUNK query rows); the
+    k distances returned are measured again pairwise (a distance matrix's product form loses digits
+    near zero) and re-sorted."""
     k = max(1, min(k, len(index.labels)))
-    gallery = index.embeddings
+    gallery, distance = index.embeddings, Distance(normalize=index.normalize)
     queries = queries.to(gallery.device, torch.float32)
-    dist, idx = [], []
-    for q in queries.split(QUERY_CHUNK):
-        top = torch.cdist(q, gallery).topk(k, dim=1, largest=False).indices
-        d = (gallery[top] - q[:, None, :]).norm(dim=-1)
-        d, order = d.sort(dim=1)
-        dist.append(d)
-        idx.append(top.gather(1, order))
-    if not dist:
+    if not len(queries):
         return torch.empty(0, k), torch.empty(0, k, dtype=torch.long)
-    return torch.cat(dist), torch.cat(idx)
+    _, top = nearest_rows(queries, gallery, k, distance, chunk=QUERY_CHUNK)
+    d = distance.pairwise(queries.repeat_interleave(top.shape[1], 0), gallery[top.flatten()]).view(top.shape)
+    d, order = d.sort(dim=1)
+    return d, top.gather(1, order)
 
 
 def identify(index: GalleryIndex, queries: Tensor, k: int = 5, threshold: float | None = None) -> list[Match]:

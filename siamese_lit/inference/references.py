@@ -15,7 +15,9 @@ from torch import Tensor
 
 from siamese_lit.evaluation.protocol import answer
 from siamese_lit.inference.records import GalleryIndex, Match
+from siamese_lit.objectives.distance import Distance
 from siamese_lit.utils.errors import ConfigError
+from siamese_lit.utils.seeding import seeded
 
 #: Query rows drawn and measured at once.
 CHUNK = 256
@@ -49,11 +51,11 @@ def identify_by_references(
     threshold = index.threshold if threshold is None else threshold
     if not math.isfinite(threshold):
         threshold = math.inf
-    refs = draw_references(index, len(queries), k, torch.Generator().manual_seed(seed))
-    gallery = index.embeddings
+    refs = draw_references(index, len(queries), k, seeded(seed))
+    gallery, distance = index.embeddings, Distance(normalize=index.normalize)
     matches = []
     for q, r in zip(queries.split(CHUNK), refs.split(CHUNK), strict=True):
-        d = (gallery[r] - q[:, None, None, :].to(gallery)).norm(dim=-1)  # (Q, C, k)
+        d = distance.pairwise(gallery[r], q[:, None, None, :].to(gallery).expand(*r.shape, -1))  # (Q, C, k)
         mean = d.mean(-1)
         answers = answer(mean, torch.arange(mean.shape[1]), threshold)
         closest = mean.argmin(1)
