@@ -1,5 +1,6 @@
 """siamese_lit: LSTM classifiers and Siamese networks that read MNIST digits row by row."""
 
+import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -36,6 +37,10 @@ if not OmegaConf.has_resolver("auto_precision"):
     OmegaConf.register_new_resolver("auto_precision", auto_precision)
 if not OmegaConf.has_resolver("batches_of"):
     OmegaConf.register_new_resolver("batches_of", batches_of)
+# `${env_or_default:NAME,default}` in conf/paths/default.yaml: like oc.env, but an empty variable counts
+# as unset (oc.env would give "", and MNIST would be fetched into ./MNIST/raw of the working dir)
+if not OmegaConf.has_resolver("env_or_default"):
+    OmegaConf.register_new_resolver("env_or_default", lambda name, default: os.environ.get(name) or default)
 
 # `${slurm_tasks:...}`, `${slurm_gpus:...}` in conf/hydra/launcher/slurm.yaml
 slurm_resources.register()

@@ -37,6 +37,7 @@ from siamese_lit.benchmarks.throughput import (
 )
 from siamese_lit.data.mnist import load_mnist
 from siamese_lit.utils.allocator import keep_freed_memory
+from siamese_lit.utils.errors import exit_on_user_error
 from siamese_lit.utils.files import write_atomic, write_json
 from siamese_lit.utils.provenance import provenance
 from siamese_lit.utils.tables import flatten, markdown_table
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         return inference.main([args.inference, "--out", str(args.out), *(["--quick"] if args.quick else [])])
     mode = MODES["tiny" if args.tiny else "quick" if args.quick else "full"]
     keep_freed_memory()  # as train does: the pipeline, its compute limit and the seed loop alike
-    with contextlib.redirect_stdout(sys.stderr):  # stdout is the JSON object only
+    with exit_on_user_error(), contextlib.redirect_stdout(sys.stderr):  # stdout: the JSON object only
         result = run(mode, args.out)
     stem = args.out / f"bench-{mode.name}-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
     write_json(stem.with_suffix(".json"), result)

@@ -8,6 +8,7 @@ also be given in Hydra form, `images=[a.png,b.png]`.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,11 @@ from torchvision.utils import save_image
 
 from siamese_lit.data.images import load_digit
 from siamese_lit.models.loading import load_model
-from siamese_lit.utils.checkpoints import check_outputs, with_saved_data
+from siamese_lit.utils.checkpoints import check_embedding_scale, check_finite_outputs, with_saved_data
 from siamese_lit.utils.devices import resolve_device
-from siamese_lit.utils.errors import ConfigError, check, exit_on_user_error
+from siamese_lit.utils.errors import ConfigError, check, exit_on_user_error, run_hydra
 from siamese_lit.utils.specs import check_values
+from siamese_lit.utils.values import check_seeds
 
 #: Hydra's command-line flags that take a value (the value is not an image path).
 VALUE_FLAGS = {
@@ -41,8 +43,13 @@ VALUE_FLAGS = {
 
 
 def _quote(path: str) -> str:
-    """A path as a quoted Hydra override value (spaces, commas and brackets kept literally)."""
-    return "'" + path.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """A path as a quoted Hydra override value that reads back as exactly `path`: spaces, commas and
+    brackets kept, `${` escaped for OmegaConf (a file named `${oc.env:HOME}.png` is read as itself,
+    never interpolated), backslashes doubled where Hydra's grammar reads them (before a quote, at
+    the end) and where OmegaConf does (before `${`)."""
+    text = re.sub(r"(\\*)\$\{", lambda m: "\\" * (2 * len(m[1]) + 1) + "${", path)
+    text = re.sub(r"(\\*)'", lambda m: "\\" * (2 * len(m[1])) + "\\'", text)
+    return "'" + re.sub(r"(\\+)$", lambda m: m[1] * 2, text) + "'"
 
 
 def hydra_args(argv: list[str]) -> list[str]:
@@ -67,6 +74,7 @@ def compare(cfg: DictConfig) -> dict[str, Any]:
     """Distance and verdict for the two images of `cfg.images`; also printed."""
     check_values(cfg, {"threshold": (float, type(None)), "device": (str,)})
     check(cfg.threshold is None or cfg.threshold >= 0, f"threshold must be >= 0, got {cfg.threshold}.")
+    check_seeds(cfg, ("seed",))
     images = list(cfg.get("images") or [])
     check(len(images) == 2, f"compare takes two image files (a.png b.png), got {len(images)}: {images}.")
     digits = torch.stack([load_digit(p) for p in images])  # bad files fail before the model loads
@@ -74,8 +82,9 @@ def compare(cfg: DictConfig) -> dict[str, Any]:
     model, saved = load_model(cfg.ckpt_path, "Siamese", device)
     data = with_saved_data(cfg.data, saved, "ckpt_path")  # trained with these mean and std
     normalize = instantiate(data).normalize
-    emb = check_outputs(model.embed(normalize(digits.to(device))), "embeddings", cfg.ckpt_path)
-    distance = float(model.distance.pairwise(emb[:1], emb[1:]))  # the distance it was trained with
+    emb = check_embedding_scale(model.embed(normalize(digits.to(device))), "embeddings", cfg.ckpt_path)
+    distance = model.distance.pairwise(emb[:1], emb[1:])  # the distance it was trained with
+    distance = float(check_finite_outputs(distance, "distances", cfg.ckpt_path))
     threshold, source = _threshold(cfg, float(model.threshold))
     same = distance <= threshold
     out_dir = Path(cfg.paths.output_dir)
@@ -105,7 +114,7 @@ def _main(cfg: DictConfig) -> None:
 def main() -> None:
     with exit_on_user_error():
         sys.argv[1:] = hydra_args(sys.argv[1:])
-    _main()
+    run_hydra(_main)  # Hydra's own errors (unparsable override, unknown key) as one line too
 
 
 if __name__ == "__main__":

@@ -31,15 +31,21 @@ from siamese_lit.evaluation.robustness import corruption_names, robustness
 from siamese_lit.evaluation.scoring import score_embeddings
 from siamese_lit.models.loading import load_model
 from siamese_lit.utils.allocator import keep_freed_memory
-from siamese_lit.utils.checkpoints import check_outputs, with_saved_data
+from siamese_lit.utils.checkpoints import (
+    check_embedding_scale,
+    check_finite_outputs,
+    check_outputs,
+    with_saved_data,
+)
 from siamese_lit.utils.devices import resolve_device
-from siamese_lit.utils.errors import ConfigError, check, exit_on_user_error
+from siamese_lit.utils.errors import ConfigError, check, exit_on_user_error, run_hydra
 from siamese_lit.utils.log import log
 from siamese_lit.utils.precision import forward_context
 from siamese_lit.utils.provenance import provenance
 from siamese_lit.utils.run_dir import claim_output_dir
 from siamese_lit.utils.seeding import seeded
 from siamese_lit.utils.specs import check_values
+from siamese_lit.utils.values import check_evaluate, check_knn_k
 
 #: evaluate's own settings and the types they take (checked before any work).
 SETTINGS = {
@@ -74,6 +80,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     made_at = provenance()
     claim_output_dir(output_dir, markers=("report.json", "metrics.json", "checkpoints"))
     check_values(cfg, SETTINGS)
+    check_evaluate(cfg)  # sizes >= 1, seeds numpy takes, a precision Lightning knows
     corruptions = corruption_names(cfg.robustness.corruptions) if cfg.robustness.enabled else []
     check(
         cfg.retrieval.neighbours >= 1, f"retrieval.neighbours must be >= 1, got {cfg.retrieval.neighbours}."
@@ -93,6 +100,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     dm.prepare_data()
     dm.setup("test")
     distance = siamese.distance
+    check_knn_k(cfg.gallery_knn_k, len(dm.splits["test_gallery"][1]))  # the gallery as filtered by class
     t = timer.step("load", t)
 
     @functools.cache
@@ -101,7 +109,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         x, y = dm.splits[split]
         with forward_context(device, cfg.precision):
             emb = siamese.embed(dm.normalize(x.to(device)), cfg.batch_size)
-        return check_outputs(emb, "embeddings", cfg.ckpt_path), y.to(device)
+        return check_embedding_scale(emb, "embeddings", cfg.ckpt_path), y.to(device)
 
     (emb, y_test), gallery = embedded("test"), embedded("test_gallery")
     t = timer.step("embed", t)
@@ -123,7 +131,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     classes = y_test.unique()
     refs = P.sample_references(y_test, cfg.protocol.k, seeded(cfg.seed))
-    mean_distance = P.reference_distances(emb, refs, distance)
+    mean_distance = check_finite_outputs(
+        P.reference_distances(emb, refs, distance), "distances", cfg.ckpt_path
+    )
     thresholds = {"article": float(cfg.protocol.threshold), "calibrated": calibration["threshold"]}
     protocol = {
         "k": cfg.protocol.k,
@@ -287,11 +297,15 @@ def _robustness(
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
-def main(cfg: DictConfig) -> None:
+def _main(cfg: DictConfig) -> None:
     keep_freed_memory()
     with exit_on_user_error():
         log.debug("Config:\n%s", OmegaConf.to_yaml(cfg))
         evaluate(cfg)
+
+
+def main() -> None:
+    run_hydra(_main)  # Hydra's own errors (unparsable override, unknown key) as one line too
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import logging
 import math
 import statistics
@@ -24,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from siamese_lit.utils.bounded import UnreadableFile as Unreadable
+from siamese_lit.utils.bounded import load_json, load_yaml, optuna_best, select
 from siamese_lit.utils.errors import DataError, exit_on_user_error
 from siamese_lit.utils.files import ERROR_FILE, write_atomic
 from siamese_lit.utils.tables import markdown_table
@@ -60,29 +60,20 @@ class Sweep:
 
 
 def _job_number(path: Path) -> tuple[int, str]:
-    return (int(path.name), "") if path.name.isdigit() else (sys.maxsize, path.name)
-
-
-class Unreadable(Exception):
-    """A job's file is not what siamese_lit writes there."""
+    """Hydra's job numbers in order; other names (`٣` is a digit to str.isdigit) after them."""
+    name = path.name
+    return (int(name), "") if name.isascii() and name.isdigit() and len(name) < 19 else (sys.maxsize, name)
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Unreadable(f"{path.name}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+    data = load_json(path)  # bounded, strict: Unreadable otherwise
     if not isinstance(data, dict):
         raise Unreadable(f"{path.name} holds a {type(data).__name__}, not an object")
     return data
 
 
 def _read_overrides(job_dir: Path) -> dict[str, str]:
-    path = job_dir / ".hydra" / "overrides.yaml"
-    try:
-        overrides = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise Unreadable(f"overrides.yaml: {type(exc).__name__}") from exc
+    overrides = load_yaml(job_dir / ".hydra" / "overrides.yaml")  # bounded; Unreadable otherwise
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         raise Unreadable("overrides.yaml is not a list of key=value overrides")
     pairs = (o.split("=", 1) for o in overrides)
@@ -112,16 +103,17 @@ def read_job(job_dir: Path) -> Job:
     return Job(job_dir.name, overrides, {}, "no result")
 
 
-def _first_config(job_dirs: list[Path]) -> DictConfig:
-    """The first job config that reads as a mapping (an empty one if none does)."""
+def _first_config(job_dirs: list[Path]) -> dict[str, Any]:
+    """The first job config that reads as a mapping (an empty one if none does); plain YAML, never
+    interpolated (utils.bounded)."""
     for job_dir in job_dirs:
         try:
-            cfg = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
-        except Exception:  # a missing or broken file: OmegaConf and yaml raise many kinds
+            cfg = load_yaml(job_dir / ".hydra" / "config.yaml")
+        except Unreadable:
             continue
-        if isinstance(cfg, DictConfig):
+        if isinstance(cfg, dict):
             return cfg
-    return OmegaConf.create()
+    return {}
 
 
 def read_sweep(sweep_dir: Path) -> Sweep:
@@ -132,14 +124,9 @@ def read_sweep(sweep_dir: Path) -> Sweep:
     if not job_dirs:
         raise DataError(f"{sweep_dir} holds no job dirs (<job>/.hydra/overrides.yaml): give a multirun dir.")
     cfg = _first_config(job_dirs)
-    mode = OmegaConf.select(cfg, "callbacks.model_checkpoint.mode", default="max")
-    metric = OmegaConf.select(cfg, "optimized_metric", default=None)
-    results = sweep_dir / "optimization_results.yaml"
-    try:
-        optuna = OmegaConf.to_container(OmegaConf.load(results)) if results.is_file() else {}
-    except Exception:  # a broken results file loses only its line in summary.md
-        optuna = {}
-    optuna = optuna if isinstance(optuna, dict) else {}
+    mode = select(cfg, "callbacks.model_checkpoint.mode") or "max"
+    metric = select(cfg, "optimized_metric")
+    optuna = optuna_best(sweep_dir / "optimization_results.yaml")
     return Sweep(
         [read_job(d) for d in job_dirs], metric if isinstance(metric, str) else None, mode == "max", optuna
     )

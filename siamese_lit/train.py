@@ -16,15 +16,18 @@ from siamese_lit.callbacks import log_final_hparams
 from siamese_lit.models.loading import check_resume
 from siamese_lit.utils import slurm
 from siamese_lit.utils.allocator import keep_freed_memory
-from siamese_lit.utils.errors import check, exit_on_user_error
+from siamese_lit.utils.errors import check, exit_on_user_error, run_hydra
 from siamese_lit.utils.faults import stopped_by_signal
 from siamese_lit.utils.files import write_json
 from siamese_lit.utils.instantiate import instantiate_callbacks, instantiate_loggers
+from siamese_lit.utils.limits import check_parameters
 from siamese_lit.utils.log import log, print_metrics, scalars
 from siamese_lit.utils.provenance import provenance
+from siamese_lit.utils.roles import check_roles
 from siamese_lit.utils.run_dir import claim_output_dir
 from siamese_lit.utils.specs import build, check_spec
 from siamese_lit.utils.sweep import is_multirun, objective, run_job
+from siamese_lit.utils.values import check_run
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -33,6 +36,10 @@ def check_config(cfg: DictConfig) -> None:
     check_spec(cfg.model, "model", allowed_only=True)
     check_spec(cfg.data, "data")
     check_spec(cfg.trainer, "trainer")
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    check_roles(model, "model")  # each class in its place, and networks of a size known before building
+    check_parameters(model, "model")
+    check_run(cfg)  # seeds, precision, finite data settings, train=false with a checkpoint
     if cfg.get("train", True):
         # the optimizer's own checks (a negative learning rate...), on a stand-in parameter
         build(
@@ -122,7 +129,7 @@ def _fit_and_test(
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def _main(cfg: DictConfig) -> float | None:
     keep_freed_memory()
     if is_multirun():
         metrics = run_job(cfg, train)  # a failing job is recorded, the sweep goes on
@@ -130,6 +137,10 @@ def main(cfg: DictConfig) -> float | None:
         with exit_on_user_error():
             metrics = train(cfg)
     return objective(metrics, cfg.get("optimized_metric"))
+
+
+def main() -> None:
+    run_hydra(_main)  # Hydra's own errors (unparsable override, unknown key) as one line too
 
 
 if __name__ == "__main__":

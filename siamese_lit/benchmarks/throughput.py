@@ -21,6 +21,7 @@ from torch import nn
 from siamese_lit import PROJECT_ROOT
 from siamese_lit.data.batches import BATCHES
 from siamese_lit.data.sampler import PairSampler
+from siamese_lit.utils.errors import SiameseLitError
 from siamese_lit.utils.precision import forward_context
 from siamese_lit.utils.seeding import seeded
 
@@ -141,7 +142,12 @@ def pair_build_s(labels: torch.Tensor, repeats: int = 5) -> float:
 def peak_rss_mib_of_training(args: list[str]) -> float:
     """Peak resident memory of a training run (a child process running `python -m siamese_lit.train`)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run([sys.executable, "-m", "siamese_lit.train", *args], check=True, capture_output=True)
+    child = subprocess.run([sys.executable, "-m", "siamese_lit.train", *args], capture_output=True, text=True)
+    if child.returncode != 0:  # its last line (the error: line), not a CalledProcessError hiding it
+        said = [line for line in child.stderr.splitlines() if line.strip()] or ["nothing on stderr"]
+        raise SiameseLitError(
+            f"the peak-RSS training run exited {child.returncode}: {said[-1].removeprefix('error: ')}"
+        )
     return max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -58,10 +59,12 @@ class MNISTDataModule(L.LightningDataModule):
         augment: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        check(str(data_dir).strip() != "", "data.data_dir (paths.data_dir) is empty: give the MNIST folder.")
         check(batch_size >= 1, f"data.batch_size must be >= 1, got {batch_size}.")
         check(eval_batch_size >= 1, f"data.eval_batch_size must be >= 1, got {eval_batch_size}.")
         check(0 < val_size < 60_000, f"data.val_size must be in 1..59999, got {val_size}.")
-        check(std > 0, f"data.std must be > 0, got {std}.")
+        check(math.isfinite(mean), f"data.mean must be a finite number, got {mean}.")
+        check(0 < std < math.inf, f"data.std must be > 0 and finite, got {std}.")
         for name, size in (("train_size", train_size), ("test_size", test_size)):
             check(size is None or size >= 1, f"data.{name} must be >= 1 (or null: all), got {size}.")
         for name, digits in (("classes", classes), ("test_classes", test_classes)):

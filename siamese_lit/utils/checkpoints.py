@@ -21,6 +21,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from siamese_lit.utils.errors import CheckpointError
+from siamese_lit.utils.limits import check_archive, check_parameters, check_structure
+from siamese_lit.utils.roles import check_roles, check_tensors
 from siamese_lit.utils.specs import check_spec
 
 #: The data settings evaluate and compare take from the checkpoint unless given on the command line.
@@ -42,6 +44,7 @@ def read_checkpoint(path: str | Path | None, what: str = "ckpt_path") -> dict[st
         raise CheckpointError(
             f"{what}={path} does not exist or is not a file: give the path of a .ckpt file."
         )
+    check_archive(p, f"{what}={path}")  # sizes from the zip's directory, before anything is inflated
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, not a torch file, a type weights_only refuses
@@ -62,8 +65,41 @@ def read_checkpoint(path: str | Path | None, what: str = "ckpt_path") -> dict[st
         raise CheckpointError(
             f"{what}={path} is not a siamese_lit Lightning checkpoint (no state_dict/hyper_parameters)."
         )
-    check_spec(ckpt["hyper_parameters"], f"{what}={path}: hyper-parameters", allowed_only=True)
+    check_contents(ckpt, f"{what}={path}")
     return ckpt
+
+
+def check_contents(ckpt: dict[str, Any], where: str) -> None:
+    """What a loaded checkpoint may hold, checked before anything is built from it: bounded
+    containers, no ${...} (OmegaConf and Hydra would resolve it: `${oc.env:SECRET}` reads the
+    environment), allowed classes in their places, plain tensors, and sizes that fit the tensors."""
+    check_structure(ckpt, where)
+    hparams = ckpt["hyper_parameters"]
+    for key in ("hyper_parameters", "datamodule_hyper_parameters"):
+        check_no_interpolation(ckpt.get(key), f"{where}: {key}")
+    check_spec(hparams, f"{where}: hyper-parameters", allowed_only=True)
+    check_roles(hparams, f"{where}: hyper-parameters", CheckpointError)
+    check_tensors(ckpt["state_dict"], where)
+    check_parameters(hparams, f"{where}: hyper-parameters", ckpt["state_dict"])
+
+
+def check_no_interpolation(obj: Any, where: str) -> None:
+    """CheckpointError naming the first key or string of `obj` holding `${`: what a run saves is
+    resolved, so an interpolation in a file was put there, and resolving it could read the
+    environment or files into an error line. The string is quoted as written, never resolved."""
+    stack: list[tuple[Any, str]] = [(obj, "")]
+    while stack:
+        value, key = stack.pop()
+        if isinstance(value, str) and "${" in value:
+            raise CheckpointError(
+                f"{where}{key} holds {value[:80]!r}: a checkpoint holds no ${{...}} interpolations "
+                "(refused unresolved)."
+            )
+        if isinstance(value, dict):
+            stack += [(k, f"{key} (a key)") for k in value if isinstance(k, str)]
+            stack += [(v, f"{key}.{k}") for k, v in value.items()]
+        elif isinstance(value, list | tuple):
+            stack += [(v, f"{key}[{i}]") for i, v in enumerate(value)]
 
 
 def check_weights(model: torch.nn.Module, state_dict: dict[str, Any], where: str) -> None:
@@ -113,6 +149,27 @@ def check_outputs(outputs: torch.Tensor, what: str, path: Any) -> torch.Tensor:
             "from it (a diverged or edited checkpoint?)."
         )
     return outputs
+
+
+def check_finite_outputs(values: torch.Tensor, what: str, path: Any) -> torch.Tensor:
+    """`values` (distances, scores, similarities) when all finite; CheckpointError otherwise. Finite
+    embeddings can still give infinite distances (weights of 1e38 overflow float32): every figure
+    drawn from a model is checked, not only its embeddings."""
+    if not bool(torch.isfinite(values).all()):
+        raise CheckpointError(
+            f"the model of {path} gives NaN or infinite {what} for these inputs (weights too large or "
+            "an edited checkpoint?): no result can be drawn from it."
+        )
+    return values
+
+
+def check_embedding_scale(embeddings: torch.Tensor, what: str, path: Any) -> torch.Tensor:
+    """`embeddings` when every distance between two of them is finite in their dtype: the largest
+    squared distance, (2 * largest norm)^2, must be representable. CheckpointError otherwise."""
+    check_outputs(embeddings, what, path)
+    norm = embeddings.detach().float().norm(dim=-1).max() if embeddings.numel() else torch.tensor(0.0)
+    check_finite_outputs((2 * norm) ** 2, f"distances between {what}", path)
+    return embeddings
 
 
 def command_line_keys() -> set[str]:

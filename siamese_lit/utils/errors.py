@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from omegaconf.errors import OmegaConfBaseException
 
@@ -44,13 +46,54 @@ def _config_error(exc: OmegaConfBaseException) -> ConfigError:
     return ConfigError(f"config: {lines[0] if lines else type(exc).__name__}{where}")
 
 
+#: Hydra's errors about the command line: an override its grammar cannot parse, a key the config
+#: lacks, a config group option that does not exist (by name: no Hydra import here).
+HYDRA_USER_ERRORS = {
+    "OverrideParseException",
+    "ConfigCompositionException",
+    "MissingConfigException",
+    "SearchPathException",
+}
+QUOTING = (
+    "quote a value holding spaces, commas, brackets, quotes, = or $ in single quotes inside double "
+    "quotes, e.g. \"ckpt_path='/my runs/a,b.ckpt'\""
+)
+
+
+def _one_line(text: str) -> str:
+    """A multi-line library message as one line: its lines joined, a list after a colon by commas."""
+    lines = [line.strip() for line in text.split("Config search path:")[0].splitlines() if line.strip()]
+    out = ""
+    for line in lines:
+        out += line if not out else (" " if out.endswith((":", ".")) else "; ") + line
+    return out.replace(":; ", ": ")
+
+
+def _library_error(exc: BaseException) -> ConfigError | None:
+    """Hydra's command-line errors and Lightning's MisconfigurationException (a setting it refuses)
+    as a one-line ConfigError; None for anything else."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & HYDRA_USER_ERRORS:
+        cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else None
+        text = _one_line(str(exc)) + (f" ({_one_line(str(cause))})" if cause else "")
+        hint = f"; {QUOTING}" if "OverrideParseException" in names else ""
+        return ConfigError(f"command line: {text}{hint}")
+    if "MisconfigurationException" in names:
+        return ConfigError(f"Lightning refused the settings: {_one_line(str(exc))}")
+    return None
+
+
 def find_user_error(exc: BaseException) -> SiameseLitError | None:
     """The SiameseLitError behind `exc`, looking through the wrappers Hydra and Lightning add; an
-    OmegaConf error (a config the user wrote) counts as a ConfigError."""
+    OmegaConf error (a config the user wrote), Hydra's command-line errors and Lightning's
+    MisconfigurationException count as a ConfigError."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, SiameseLitError):
             return exc
+        library = _library_error(exc)
+        if library is not None:
+            return library
         if isinstance(exc, OmegaConfBaseException):
             return _config_error(exc)
         seen.add(id(exc))
@@ -73,5 +116,20 @@ def exit_on_user_error() -> Iterator[None]:
         err = find_user_error(exc)
         if err is None:
             raise
-        print(f"error: {err}", file=sys.stderr, flush=True)
+        print(f"error: {_one_line(str(err))}", file=sys.stderr, flush=True)
         raise SystemExit(err.exit_code) from None
+
+
+def run_hydra(task_main: Callable[[], Any]) -> Any:
+    """A @hydra.main function, with Hydra's own errors (printed by Hydra over several lines, exit 1)
+    ending as the one `error:` line with exit 2: HYDRA_FULL_ERROR makes Hydra raise them instead."""
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        with exit_on_user_error():
+            return task_main()
+    finally:
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous
