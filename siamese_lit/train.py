@@ -33,12 +33,11 @@ from siamese_lit.utils.values import check_run
 def check_config(cfg: DictConfig) -> None:
     """What the user can get wrong in the config, refused before any data or model work: targets a
     model may not build, arguments of the wrong name or type (siamese_lit.utils.specs), a run of no epochs."""
+    check_roles(OmegaConf.to_container(cfg.model), "model")  # each class in its place, first
     check_spec(cfg.model, "model", allowed_only=True)
     check_spec(cfg.data, "data")
     check_spec(cfg.trainer, "trainer")
-    model = OmegaConf.to_container(cfg.model, resolve=True)
-    check_roles(model, "model")  # each class in its place, and networks of a size known before building
-    check_parameters(model, "model")
+    check_parameters(OmegaConf.to_container(cfg.model, resolve=True), "model")  # sizes, before building
     check_run(cfg)  # seeds, precision, finite data settings, train=false with a checkpoint
     if cfg.get("train", True):
         # the optimizer's own checks (a negative learning rate...), on a stand-in parameter

@@ -77,8 +77,8 @@ def check_contents(ckpt: dict[str, Any], where: str) -> None:
     hparams = ckpt["hyper_parameters"]
     for key in ("hyper_parameters", "datamodule_hyper_parameters"):
         check_no_interpolation(ckpt.get(key), f"{where}: {key}")
-    check_spec(hparams, f"{where}: hyper-parameters", allowed_only=True)
     check_roles(hparams, f"{where}: hyper-parameters", CheckpointError)
+    check_spec(hparams, f"{where}: hyper-parameters", allowed_only=True)
     check_tensors(ckpt["state_dict"], where)
     check_parameters(hparams, f"{where}: hyper-parameters", ckpt["state_dict"])
 

@@ -45,6 +45,7 @@ def check_roles(hparams: Mapping[str, Any], where: str, error: type[Exception] =
         if not isinstance(spec, Mapping) or "_target_" not in spec:
             continue
         target = spec["_target_"]
+        cls = check_target(target, f"{where}.{key}")  # the allow-list first: nothing else is imported
         if key in NETWORK_ROLES:
             if target not in NETWORKS:
                 names = sorted({t.rsplit(".", 1)[1] for t in NETWORKS})
@@ -54,7 +55,6 @@ def check_roles(hparams: Mapping[str, Any], where: str, error: type[Exception] =
                 )
             continue
         what, bases = ROLES[key]
-        cls = check_target(target, f"{where}.{key}")
         if not any(issubclass(cls, _import(base)) for base in bases):
             raise error(f"{where}.{key}._target_={target} is not {what}: {key} must be {what} class.")
 
