@@ -278,7 +278,11 @@ def _robustness(
     def run(model_forward: Any) -> Any:
         def forward(images: torch.Tensor) -> torch.Tensor:
             with forward_context(device, cfg.precision):
-                return model_forward(dm.normalize(images.to(device)), cfg.batch_size).float()
+                out = model_forward(dm.normalize(images.to(device)), cfg.batch_size).float()
+            # corrupted images can overflow where clean ones did not: checked as the clean ones
+            if model_forward == siamese.embed:
+                return check_embedding_scale(out, "embeddings of corrupted images", cfg.ckpt_path)
+            return check_outputs(out, "logits of corrupted images", cfg.classifier_ckpt_path)
 
         return forward
 
