@@ -51,6 +51,7 @@ HOSTILE = (
     "many-layers-compare",
     "many-layers-train",
     "deflate-bomb-evaluate",
+    "huge-pml-loss-compare",
     "deep-hparams-evaluate",
     "repeating-lists-compare",
 )
@@ -122,7 +123,13 @@ CASES = [
         "more-than-stored-compare",
         "compare",
         f"ckpt_path=<wider> {COMPARE}",
-        r"network of \d+ parameters but the checkpoint stores \d+ for it",
+        r"networks of \d+ parameters but the checkpoint stores \d+ values in all",
+    ),
+    _case(
+        "huge-pml-loss-compare",
+        "compare",
+        f"ckpt_path=<arcface> {COMPARE}",
+        r"objective\.supervised\.num_classes=1000000: more than the 4096 .* refused before building it",
     ),
     _case(
         "deflate-bomb-evaluate",
@@ -160,10 +167,10 @@ CASES = [
     _case("identity-as-net-evaluate", "evaluate", f"ckpt_path=<identity_net> {EVALUATE}", NOT_IN),
     _case("callback-as-net-compare", "compare", f"ckpt_path=<callback_net> {COMPARE}", NOT_IN),
     _case(
-        "datamodule-as-loss-compare",
+        "datamodule-as-objective-compare",
         "compare",
         f"ckpt_path=<data_loss> {COMPARE}",
-        r"loss\._target_=siamese_lit\.data\.MNISTDataModule is not a loss",
+        r"objective\._target_=siamese_lit\.data\.MNISTDataModule is not an objective",
     ),
     _case(
         "callback-as-net-train",
@@ -338,12 +345,19 @@ def _world(inputs: Path, siamese: Path, data_dir: Path) -> dict[str, Path]:
     w["many_layers"] = _hostile(s, inputs / "many_layers.ckpt", net={**net, "num_layers": 10**6})
     w["wider"] = _hostile(s, inputs / "wider.ckpt", net={**net, "hidden_size": net["hidden_size"] + 1})
     w["bomb"] = _bomb(siamese, inputs / "bomb.ckpt")
+    arcface = {
+        "_target_": "pytorch_metric_learning.losses.ArcFaceLoss",
+        "num_classes": 10**6,
+        "embedding_size": 10**5,
+    }
+    views = {"_target_": "siamese_lit.objectives.ViewObjective", "_recursive_": False, "supervised": arcface}
+    w["arcface"] = _hostile(s, inputs / "arcface.ckpt", objective=views)
     w["secret"] = _hostile(s, inputs / "secret.ckpt", net={**net, "readout": "${oc.env:SECRET_TOKEN}"})
     w["identity_net"] = _hostile(s, inputs / "identity.ckpt", net={"_target_": "torch.nn.Identity"})
     callback = {"_target_": "siamese_lit.callbacks.LogProgress"}
     w["callback_net"] = _hostile(s, inputs / "callback_net.ckpt", net=callback)
     data_loss = {"_target_": "siamese_lit.data.MNISTDataModule", "data_dir": str(inputs)}
-    w["data_loss"] = _hostile(s, inputs / "data_loss.ckpt", loss=data_loss)
+    w["data_loss"] = _hostile(s, inputs / "data_loss.ckpt", objective=data_loss)
     deep: dict[str, Any] = {}
     for _ in range(5000):
         deep = {"a": deep}

@@ -141,8 +141,24 @@ NETWORKS = {
     "siamese_lit.models.MLPEncoder": _mlp,
     "siamese_lit.models.encoders.MLPEncoder": _mlp,
 }
-#: The model arguments that are networks (their weights are stored under `<name>.`).
-NETWORK_KEYS = ("net", "projection")
+#: The largest int a spec other than a network may pass (a PML loss's num_classes x embedding_size
+#: allocates their product); the optimizer's and scheduler's ints allocate nothing.
+MAX_ARGUMENT = 4096
+NOT_ALLOCATING = ("optimizer", "scheduler")
+
+
+def _specs(tree: Any) -> list[tuple[str, Mapping[str, Any]]]:
+    """(key path, spec) of every mapping with a `_target_` in `tree` (bounded by check_structure)."""
+    found, stack = [], [(tree, "")]
+    while stack:
+        value, key = stack.pop()
+        if isinstance(value, Mapping):
+            if "_target_" in value:
+                found.append((key, value))
+            stack += [(v, f"{key}.{k}" if key else str(k)) for k, v in value.items()]
+        elif isinstance(value, list | tuple):
+            stack += [(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    return found
 
 
 def implied_parameters(spec: Any, where: str) -> int:
@@ -160,31 +176,37 @@ def check_parameters(
     hparams: Mapping[str, Any], where: str, state_dict: Mapping[str, Any] | None = None
 ) -> None:
     """ConfigError (CheckpointError with `state_dict`) when the networks of a model's hyper-parameters
-    would have more than MAX_PARAMETERS parameters, or more than the checkpoint stores for them
-    (building them would allocate more than the file holds). A network of at most the stored size
-    is built, and siamese_lit.utils.checkpoints.check_weights names the tensor that differs."""
+    (wherever they are nested) would have more than MAX_PARAMETERS parameters in all, or more than
+    the checkpoint stores (building them would allocate more than the file holds), or when another
+    spec passes an int above MAX_ARGUMENT. A model of at most the stored size is built, and
+    siamese_lit.utils.checkpoints.check_weights names the tensor that differs."""
     error = ConfigError if state_dict is None else CheckpointError
-    for key in NETWORK_KEYS:
-        spec = hparams.get(key)
-        if spec is None:
+    total = 0
+    for key, spec in _specs(hparams):
+        if spec.get("_target_") not in NETWORKS:
+            for name, value in spec.items():
+                big = isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_ARGUMENT
+                if big and key and not key.startswith(NOT_ALLOCATING):  # "": the model's own
+                    raise error(
+                        f"{where}.{key}.{name}={value}: more than the {MAX_ARGUMENT} any class but a network "
+                        "takes here (it could allocate that many rows): refused before building it."
+                    )
             continue
         try:
-            count = implied_parameters(spec, f"{where}.{key}")
+            total += implied_parameters(spec, f"{where}.{key}")
         except ConfigError as exc:
             raise error(str(exc)) from None
-        if count > MAX_PARAMETERS:
+        if total > MAX_PARAMETERS:
             raise error(
-                f"{where}.{key}: these sizes make a network of {count:.3g} parameters "
-                f"({4 * count / GIB:.3g} GiB), more than the {MAX_PARAMETERS:.0e} allowed: refused before "
+                f"{where}.{key}: these sizes make a network of {total:.3g} parameters "
+                f"({4 * total / GIB:.3g} GiB), more than the {MAX_PARAMETERS:.0e} allowed: refused before "
                 "building it."
             )
-        if state_dict is None:
-            continue
-        stored = sum(
-            t.numel() for k, t in state_dict.items() if k.startswith(f"{key}.") and hasattr(t, "numel")
+    if state_dict is None:
+        return
+    stored = sum(t.numel() for t in state_dict.values() if hasattr(t, "numel"))
+    if total > stored:
+        raise error(
+            f"{where}: these sizes make networks of {total} parameters but the checkpoint stores {stored} "
+            "values in all (a mismatched or edited checkpoint): refused before building them."
         )
-        if count > stored:
-            raise error(
-                f"{where}.{key}: these sizes make a network of {count} parameters but the checkpoint stores "
-                f"{stored} for it (a mismatched or edited checkpoint): refused before building it."
-            )

@@ -2,7 +2,7 @@
 checkpoint's tensors are plain dense CPU tensors.
 
 The allow-list (siamese_lit.utils.specs) says which classes may be built at all; a class it admits
-can still be out of place: a callback or `torch.nn.Identity` as `net`, a data module as `loss`. Built,
+can still be out of place: a callback or `torch.nn.Identity` as `net`, a data module as `objective`. Built,
 such a model fails later with a traceback (or, for a data module, reads files). So each model
 argument names the kind of class it takes, checked on the class before anything is built; and the
 state dict may hold only strided CPU tensors of real numbers (a sparse or meta tensor fails inside
@@ -22,19 +22,12 @@ from siamese_lit.utils.specs import _import, check_target
 
 #: model argument -> (what it is, the base classes one of which its class must subclass)
 ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "distance": ("a distance", ("siamese_lit.distances.Distance",)),
-    "loss": (
-        "a loss",
-        (
-            "siamese_lit.losses.ContrastiveLoss",
-            "siamese_lit.losses.ViewLoss",
-            "torch.nn.modules.loss._Loss",
-        ),
-    ),
+    "distance": ("a distance", ("siamese_lit.objectives.Distance",)),
+    "objective": ("an objective", ("siamese_lit.objectives.Objective",)),
     "optimizer": ("an optimizer", ("torch.optim.Optimizer",)),
     "scheduler": ("an LR scheduler", ("torch.optim.lr_scheduler.LRScheduler",)),
 }
-NETWORK_ROLES = ("net", "projection")
+NETWORK_ROLES = ("net",)
 
 
 def check_roles(hparams: Mapping[str, Any], where: str, error: type[Exception] = ConfigError) -> None:
