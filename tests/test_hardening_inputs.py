@@ -7,7 +7,7 @@ checkpoints asking for networks of gigabytes or for a million layers, a deflate 
 thousands deep or repeating one another, sparse and meta tensors; an image file named
 `${oc.env:HOME}.png`; a sweep dir of hand-edited jobs (NaN, Infinity, a 400-digit integer,
 non-ASCII digit folders, YAML aliases, a FIFO). Every case runs with SECRET_TOKEN set: its value
-must appear in no output. Each child's peak RSS and CPU time are read with os.wait4.
+must appear in no output. Each child's peak RSS and CPU time are read by a small launcher process.
 """
 
 from __future__ import annotations
@@ -381,18 +381,30 @@ def _world(inputs: Path, siamese: Path, data_dir: Path) -> dict[str, Path]:
     return w
 
 
+#: Runs the command given as its arguments and writes its child's peak RSS (KiB) and CPU seconds to
+#: $PEAK_FILE. A small process: a child's ru_maxrss starts at its parent's RSS at the fork, and
+#: pytest's own (torch imported, a model trained) would hide the child's.
+LAUNCHER = (
+    "import os, resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+    "open(os.environ['PEAK_FILE'], 'w').write(f'{u.ru_maxrss} {u.ru_utime + u.ru_stime}'); sys.exit(rc)"
+)
+
+
 def _run(args: list[str], out: Path, env: dict[str, str]) -> Run:
-    """`python -m <args>` with its output in files, reaped with os.wait4 for its own rusage."""
+    """`python -m <args>` through LAUNCHER, output captured, with its peak RSS and CPU time."""
     start = time.monotonic()
-    with open(out.with_suffix(".out"), "w+") as stdout, open(out.with_suffix(".err"), "w+") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", *args], cwd=PROJECT_ROOT, env=env, stdout=stdout, stderr=stderr
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        stdout.seek(0), stderr.seek(0)
-        result = subprocess.CompletedProcess(args, proc.returncode, stdout.read(), stderr.read())
-    return Run(result, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, time.monotonic() - start)
+    peak = out.with_suffix(".peak")
+    result = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, sys.executable, "-m", *args],
+        cwd=PROJECT_ROOT,
+        env={**env, "PEAK_FILE": str(peak)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    rss_kib, cpu_s = peak.read_text().split()
+    return Run(result, int(rss_kib) / 1024, float(cpu_s), time.monotonic() - start)
 
 
 @dataclass
@@ -454,7 +466,7 @@ def test_hostile_checkpoints_are_refused_in_bounded_memory_and_time(case: str, t
 
 def test_empty_data_dir_variable_is_unset(tmp_path: Path) -> None:
     """SIAMESE_LIT_DATA_DIR="" means <repo>/data, not ./MNIST in the working dir."""
-    env = {**os.environ, "SIAMESE_LIT_DATA_DIR": ""}
+    env = {**os.environ, "SIAMESE_LIT_DATA_DIR": "", "PYTHONPATH": str(PROJECT_ROOT)}
     args = [*TRAIN, "data.download=false", f"hydra.run.dir={tmp_path / 'run'}"]
     result = subprocess.run(
         [sys.executable, "-m", "siamese_lit.train", *args],
