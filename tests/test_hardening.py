@@ -128,7 +128,7 @@ CASES = [
             "+model.objective.src=<evil>",
             "+model.objective.dst=<user_file>",
         ],
-        r"model\.loss\._target_=shutil.copyfile " + REFUSED,
+        r"model\.objective\._target_=shutil.copyfile " + REFUSED,
     ),
     # 2. results that would lie: non-finite weights, a run of no epochs, sizes out of range
     _case(
@@ -160,7 +160,7 @@ CASES = [
         "margin-abc",
         "train",
         [*TRAIN, "model.objective.margin=abc"],
-        r"model\.loss\.margin must be float, got 'abc'",
+        r"model\.objective\.margin must be float, got 'abc'",
     ),
     _case("lr-negative", "train", [*TRAIN, "model.optimizer.lr=-0.1"], "Invalid learning rate: -0.1"),
     _case(
