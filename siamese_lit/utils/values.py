@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from siamese_lit.utils.errors import ConfigError, check
+from siamese_lit.utils.specs import check_values
 
 #: The seeds numpy (and so Lightning's seed_everything) accepts.
 SEED_RANGE = (0, 2**32 - 1)
@@ -87,8 +88,12 @@ def check_run(cfg: Any) -> None:
         check_knn_k(knn_k, gallery, "model.knn_k (with data.gallery_size)")
 
 
-def check_evaluate(cfg: Any) -> None:
-    """evaluate's own settings that its types do not bound (SETTINGS there checks the types)."""
-    check_at_least(cfg, ("batch_size", "protocol.k", "gallery_knn_k", "oneshot_episodes"))
+def check_evaluate(cfg: Any, types: typing.Mapping[str, tuple[type, ...]]) -> None:
+    """evaluate's own settings: of their `types` (evaluate.SETTINGS), sizes >= 1, seeds numpy takes,
+    a precision Lightning knows. (Every distance is finite: utils.checkpoints.check_embedding_scale.)"""
+    check_values(cfg, types)
+    check_at_least(
+        cfg, ("batch_size", "protocol.k", "gallery_knn_k", "oneshot_episodes", "retrieval.neighbours")
+    )
     check_seeds(cfg, ("seed", "robustness.seed"))
     check_precision(OmegaConf.select(cfg, "precision"), "precision")
