@@ -47,6 +47,11 @@ TABLE: dict[str, dict[str, tuple[str, str]]] = {
         "path-is-a-folder": ("ckpt_path=<siamese> index_path=<inputs>", r"is a folder"),
         "path-under-a-file": ("ckpt_path=<siamese> index_path=<user_file>/x", r"is a file, not a folder"),
         "gallery-size-0": (f"{INDEX} gallery_size=0", r"gallery_size must be >= 1"),
+        # finite weights of 1e38: finite embeddings whose distances overflow; no index is made
+        "huge-weights": (
+            "ckpt_path=<huge> index_path=<out>/huge.index device=cpu gallery_size=200",
+            r"NaN or infinite distances between embeddings",
+        ),
         "batch-abc": (f"{INDEX} batch_size=abc", r"batch_size must be int"),
         "gallery-missing": (f"{FOLDER}<nowhere>", r"neither `mnist` nor a folder"),
         "gallery-empty": (f"{FOLDER}<empty_dir>", r"holds no label folders"),
@@ -135,6 +140,8 @@ def _build_world(root: Path, siamese: Path, classifier: Path, data_dir: Path) ->
     )
     other = {**ckpt["state_dict"], "net.head.bias": ckpt["state_dict"]["net.head.bias"] + 0.01}
     torch.save({**ckpt, "state_dict": other}, w.setdefault("other", inputs / "other.ckpt"))
+    huge = {**ckpt["state_dict"], "net.head.weight": ckpt["state_dict"]["net.head.weight"] * 1e38}
+    torch.save({**ckpt, "state_dict": huge}, w.setdefault("huge", inputs / "huge.ckpt"))
     for name, text in (
         ("user_file", "a user's file\n"),
         ("user_index", "a user's index\n"),

@@ -21,6 +21,7 @@ from torch import Tensor
 from siamese_lit.inference.index_file import load_index, save_index
 from siamese_lit.inference.knn import identify, nearest
 from siamese_lit.inference.records import GalleryIndex, GalleryIndexError, Match
+from siamese_lit.utils.checkpoints import check_embedding_scale
 
 __all__ = [
     "GalleryIndex",
@@ -55,7 +56,9 @@ def embed_digits(
     model: torch.nn.Module, digits_uint8: Tensor, mean: float, std: float, batch_size: int = 2048
 ) -> Tensor:
     """(N, 28, 28) uint8 MNIST-style digits -> (N, D) float32 embeddings on the CPU, in batches on
-    the model's device, normalised as in training ((x / 255 - mean) / std)."""
+    the model's device, normalised as in training ((x / 255 - mean) / std). Refused (one line) when
+    they, or the distances between them, are not finite: index, search and the page draw no answer
+    from such a model."""
     if digits_uint8.dtype != torch.uint8 or digits_uint8.dim() != 3 or digits_uint8.shape[1:] != (28, 28):
         raise ValueError(
             f"expected (N, 28, 28) uint8 digits, got {tuple(digits_uint8.shape)} {digits_uint8.dtype}"
@@ -65,7 +68,8 @@ def embed_digits(
         model((chunk.to(device).float() / 255.0 - mean) / std).float().cpu()
         for chunk in digits_uint8.split(batch_size)
     ]
-    return torch.cat(out) if out else torch.empty(0, 0)
+    embeddings = torch.cat(out) if out else torch.empty(0, 0)
+    return check_embedding_scale(embeddings, "embeddings", "this checkpoint") if out else embeddings
 
 
 def build_index(
@@ -82,8 +86,6 @@ def build_index(
 ) -> GalleryIndex:
     """Embed `digits` with a LitSiamese `model` (in eval mode) and bundle them with what they are."""
     embeddings = embed_digits(model, digits, mean, std, batch_size)
-    if not bool(torch.isfinite(embeddings).all()):
-        raise GalleryIndexError("the model gives NaN or infinite embeddings for the gallery: no index made.")
     distance = getattr(model, "distance", None)
     return GalleryIndex(
         embeddings=embeddings,
