@@ -20,9 +20,9 @@ import lightning as L
 
 
 class SendSignal(L.Callback):
-    """Send `name` (SIGTERM, SIGINT) to this process once, at the start of the first batch of
-    `phase` (sanity, train, validation, test) in `epoch` (train and validation), after `batch`
-    batches of it."""
+    """Send `name` (SIGTERM, SIGINT) to this process once, at the start of batch `batch` of `phase`
+    (sanity, train, validation, test) in `epoch` (train and validation), or when fit ends (phase
+    fit_end: between fit and test)."""
 
     def __init__(self, name: str, phase: str, epoch: int = 0, batch: int = 0) -> None:
         self.signum = signal.Signals[name]
@@ -30,7 +30,7 @@ class SendSignal(L.Callback):
         self.sent = False
 
     def _maybe(self, trainer: L.Trainer, phase: str, batch_idx: int) -> None:
-        in_epoch = phase in ("sanity", "test") or trainer.current_epoch == self.epoch
+        in_epoch = phase in ("sanity", "test", "fit_end") or trainer.current_epoch == self.epoch
         if not self.sent and phase == self.phase and in_epoch and batch_idx == self.batch:
             self.sent = True
             os.kill(os.getpid(), self.signum)
@@ -42,6 +42,9 @@ class SendSignal(L.Callback):
         self, trainer: L.Trainer, pl_module: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
         self._maybe(trainer, "sanity" if trainer.sanity_checking else "validation", batch_idx)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self._maybe(trainer, "fit_end", self.batch)
 
     def on_test_batch_start(
         self, trainer: L.Trainer, pl_module: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0

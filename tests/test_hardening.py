@@ -311,7 +311,6 @@ CASES = [
         [*TRAIN, "trainer.max_epochs=2", "model.scheduler=null", "ckpt_path=<siamese>"],
         r"model\.scheduler=torch\.optim\.lr_scheduler\.OneCycleLR, this run has model\.scheduler=null",
     ),
-    _case("train-run-dir-root", "train", [*TRAIN, "hydra.run.dir=/"], r"^error: / is not empty \("),
     _case(
         "compare-run-dir-of-the-user",
         "compare",

@@ -19,7 +19,10 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import run_cli
+from omegaconf import OmegaConf
 
+from siamese_lit.utils.errors import exit_on_user_error
+from siamese_lit.utils.faults import RefuseUsedOutputDir
 from siamese_lit.utils.files import write_json
 
 TESTS = Path(__file__).parent
@@ -93,6 +96,13 @@ STOPS = {
         143,
         f"training stopped by SIGTERM at epoch 1, step 62: {RESUME}.",
     ),
+    "sigterm-between-fit-and-test": Stop(
+        tuple(_fault("SendSignal", name="SIGTERM", phase="fit_end")),
+        143,
+        "the run stopped by SIGTERM after training had finished (at epoch 2, step 62; its checkpoints are "
+        "kept), before metrics.json was written: test it with the same overrides and train=false "
+        "ckpt_path=<run>/checkpoints/epoch_000.ckpt.",
+    ),
     "sigterm-test": Stop(
         tuple(_fault("SendSignal", name="SIGTERM", phase="test")),
         143,
@@ -148,8 +158,8 @@ def test_a_signal_in_every_phase_ends_with_its_status_and_a_true_line(name: str,
     checkpoints = _whole_checkpoints(run)
     if name == "sigterm-sanity-check":
         assert checkpoints == {}
-    elif name == "sigterm-test":  # training had finished: last.ckpt is its end, not the best epoch's
-        assert checkpoints == {"epoch_000.ckpt": 0, "last.ckpt": 1}
+    elif name in ("sigterm-between-fit-and-test", "sigterm-test"):  # training had finished:
+        assert checkpoints == {"epoch_000.ckpt": 0, "last.ckpt": 1}  # last.ckpt its end, not the best's
     else:  # the line's last.ckpt is the state it names: the end of epoch 0
         assert checkpoints == {"epoch_000.ckpt": 0, "last.ckpt": 0}
 
@@ -267,3 +277,27 @@ def test_result_files_get_the_umask_mode_not_0600(tmp_path: Path) -> None:
         os.umask(old)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
     assert modes == {"metrics.json": 0o664, "beside.log": 0o664}
+
+
+def test_ctrl_c_outside_a_training_loop_is_one_line_and_130(capsys: pytest.CaptureFixture[str]) -> None:
+    """evaluate, compare, and train before its trainer exists: Python's KeyboardInterrupt."""
+    with pytest.raises(SystemExit) as exit_, exit_on_user_error():
+        raise KeyboardInterrupt
+    assert exit_.value.code == 130
+    assert capsys.readouterr().err == "error: stopped by SIGINT (Ctrl-C) before it finished: run it again.\n"
+
+
+def test_the_root_folder_is_never_a_run_dir(capsys: pytest.CaptureFixture[str]) -> None:
+    """`hydra.run.dir=/` (in-process: a regression run as a subprocess would write into `/`): the
+    Hydra callback of train, evaluate and compare refuses it before Hydra writes anything."""
+    before = sorted(os.listdir("/"))
+    with pytest.raises(SystemExit) as exit_:
+        RefuseUsedOutputDir().on_run_start(OmegaConf.create({"hydra": {"run": {"dir": "/"}}}))
+    assert exit_.value.code == 2
+    assert re.fullmatch(
+        r"error: / is not empty \([^)]+\): a run writes only into a new or empty folder, so that nothing "
+        r"in it is overwritten\. Choose a new hydra\.run\.dir or hydra\.sweep\.dir \(or leave it to its "
+        r"timestamped default\)\.\n",
+        capsys.readouterr().err,
+    )
+    assert sorted(os.listdir("/")) == before

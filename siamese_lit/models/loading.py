@@ -92,13 +92,13 @@ def check_resume(path: str | Path, model: LitBase, trainer: Mapping[str, Any] | 
         return
     for part in ("optimizer", "scheduler"):
         saved, wanted = (_target(h.get(part)) for h in (ckpt["hyper_parameters"], model.hparams))
-        if saved != wanted:
+        if part in ckpt["hyper_parameters"] and saved != wanted:
             raise CheckpointError(
                 f"{where} was trained with model.{part}={saved}, this run has model.{part}={wanted}: "
                 f"its {part} state cannot be resumed by another {part}; resume with model.{part} as it "
                 "was, or start a new run."
             )
-    epochs, steps = _trained(ckpt)
+    epochs, steps = _trained(ckpt, where)
     max_epochs, max_steps = trainer.get("max_epochs"), trainer.get("max_steps")
     for done, limit, key in ((epochs, max_epochs, "max_epochs"), (steps, max_steps, "max_steps")):
         if limit is not None and limit != -1 and done >= limit:
@@ -113,9 +113,15 @@ def _target(spec: Any) -> str:
     return str(spec.get("_target_")) if isinstance(spec, Mapping) else "null"
 
 
-def _trained(ckpt: dict[str, Any]) -> tuple[int, int]:
+def _trained(ckpt: dict[str, Any], where: str) -> tuple[int, int]:
     """(epochs done, optimizer steps done) by the run that saved `ckpt`: its epoch counts as done when
     the checkpoint was saved at its end (the last batch seen), as the checkpoints of siamese_lit are."""
-    epoch, steps = int(ckpt.get("epoch", 0)), int(ckpt.get("global_step", 0))
-    batches = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
-    return epoch + (1 if batches.get("is_last_batch") else 0), steps
+    try:
+        epoch, steps = int(ckpt["epoch"]), int(ckpt["global_step"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where} holds no training state (epoch, global_step) to resume.") from exc
+    try:
+        ended = ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]["is_last_batch"] is True
+    except (KeyError, TypeError):
+        ended = False
+    return epoch + ended, steps
