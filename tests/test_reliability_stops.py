@@ -1,7 +1,6 @@
-"""Runs that stop early say the truth, and lose nothing: SIGTERM and Ctrl-C in every phase, a disk
-that fills up and a folder turned read-only mid-run, and a run resumed for more epochs. All real
-subprocess runs of `python -m siamese_lit.train`; the faults are real too (tests/fault_injection.py:
-a signal by kill(2), a tmpfs filled to its last byte, `chattr +i`), only their moment is chosen.
+"""Runs that stop early say the truth and lose nothing (SIGTERM and Ctrl-C in every phase, a disk
+filling up and a folder turned read-only mid-run), and runs resume for more epochs. Real subprocess
+runs with real faults (tests/fault_injection.py: kill(2), a full tmpfs, `chattr +i`) at chosen moments.
 """
 
 from __future__ import annotations
@@ -25,9 +24,7 @@ from siamese_lit.utils.errors import exit_on_user_error
 from siamese_lit.utils.faults import RefuseUsedOutputDir
 from siamese_lit.utils.files import write_json
 
-TESTS = Path(__file__).parent
-# Two epochs of 32 steps of a small LSTM Siamese net; evaluation in batches of 100, so that a signal
-# at a validation or test batch is not at its last one.
+# Two epochs of 31 steps of a small LSTM Siamese net; evaluation in batches of 100 (not one batch)
 RUN = [
     "+experiment=siamese",
     "data.train_size=1000",
@@ -53,7 +50,7 @@ NO_IMPROVEMENT = [
     "callbacks.model_checkpoint.mode=min",
     "callbacks.early_stopping=null",
 ]
-ENV = {"PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
+ENV = {"PYTHONPATH": str(Path(__file__).parent), "OMP_NUM_THREADS": "1"}
 
 
 def _fault(cls: str, **args: object) -> list[str]:
@@ -142,8 +139,7 @@ def _epoch(ckpt: Path) -> int:
 
 
 def _whole_checkpoints(run: Path) -> dict[str, int]:
-    """Every file of the run's checkpoints folder loads (no truncated one, no temporary one left):
-    name -> epoch."""
+    """name -> epoch of every file in the run's checkpoints (each loads: none truncated or temporary)."""
     folder = run / "checkpoints"
     return {p.name: _epoch(p) for p in sorted(folder.iterdir())} if folder.is_dir() else {}
 
@@ -234,9 +230,9 @@ def test_a_checkpoint_folder_turned_read_only_mid_run(tmp_path: Path, data_dir: 
 
 
 def test_resume_for_more_epochs_rebuilds_the_schedule(tmp_path: Path, data_dir: Path) -> None:
-    """One epoch, then two from its last.ckpt: under the same experiment and under another that shares
-    the encoder (triplets); the OneCycleLR schedule is rebuilt for the longer run, said in the log,
-    and the results are written with the mode of the log beside them (umask 027)."""
+    """One epoch, then two from its last.ckpt, under the same experiment and under one sharing the
+    encoder (triplets): OneCycleLR rebuilt for the longer run, said in the log; results have the
+    log's mode (umask 027)."""
     first = tmp_path / "first"
     umask = {"preexec_fn": lambda: os.umask(0o027)}
     result = run_cli("siamese_lit.train", [*RUN, "trainer.max_epochs=1", f"hydra.run.dir={first}"], **umask)
@@ -288,8 +284,8 @@ def test_ctrl_c_outside_a_training_loop_is_one_line_and_130(capsys: pytest.Captu
 
 
 def test_the_root_folder_is_never_a_run_dir(capsys: pytest.CaptureFixture[str]) -> None:
-    """`hydra.run.dir=/` (in-process: a regression run as a subprocess would write into `/`): the
-    Hydra callback of train, evaluate and compare refuses it before Hydra writes anything."""
+    """`hydra.run.dir=/`, refused by the Hydra callback of every task (in-process: a subprocess would
+    write into `/` on a regression)."""
     before = sorted(os.listdir("/"))
     with pytest.raises(SystemExit) as exit_:
         RefuseUsedOutputDir().on_run_start(OmegaConf.create({"hydra": {"run": {"dir": "/"}}}))
