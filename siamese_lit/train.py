@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import hydra
 import lightning as L
 import torch
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -17,7 +15,6 @@ from siamese_lit.models.loading import check_resume
 from siamese_lit.utils import slurm
 from siamese_lit.utils.allocator import keep_freed_memory
 from siamese_lit.utils.errors import check, exit_on_user_error, run_hydra
-from siamese_lit.utils.faults import stopped_by_signal
 from siamese_lit.utils.files import write_json
 from siamese_lit.utils.instantiate import instantiate_callbacks, instantiate_loggers
 from siamese_lit.utils.limits import check_parameters
@@ -26,6 +23,7 @@ from siamese_lit.utils.provenance import provenance
 from siamese_lit.utils.roles import check_roles
 from siamese_lit.utils.run_dir import claim_output_dir
 from siamese_lit.utils.specs import build, check_spec
+from siamese_lit.utils.stopping import StopCleanly
 from siamese_lit.utils.sweep import is_multirun, objective, run_job
 from siamese_lit.utils.values import check_run
 
@@ -68,7 +66,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule: L.LightningDataModule = build(cfg.data, "data")
     model: L.LightningModule = build(cfg.model, "model", allowed_only=True)
     if ckpt_path:
-        check_resume(ckpt_path, model)
+        check_resume(ckpt_path, model, cfg.trainer if cfg.get("train", True) else None)
     on_slurm = slurm.trainer_kwargs()
     trainer: L.Trainer = build(
         cfg.trainer,
@@ -80,10 +78,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    try:
+    with StopCleanly(trainer):  # SIGTERM, Ctrl-C, a failed write: one line (siamese_lit.utils.stopping)
         metrics = _fit_and_test(cfg, trainer, model, datamodule, ckpt_path)
-    except SIGTERMException as exc:  # Lightning's own ends the process with status 0
-        raise stopped_by_signal(trainer, signal.SIGTERM) from exc
     if trainer.is_global_zero:
         write_json(output_dir / "provenance.json", made_at)
         write_json(output_dir / "metrics.json", metrics)

@@ -66,9 +66,11 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     return make
 
 
-def run_cli(module: str, args: list[str], timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
-    """`python -m <module> <args>` as a user would run it, output captured."""
-    env = {**os.environ, "SIAMESE_LIT_DATA_DIR": str(_data_dir()), "PYTHONUNBUFFERED": "1"}
+def run_cli(
+    module: str, args: list[str], timeout: float = 600, env: dict[str, str] | None = None, **kwargs
+) -> subprocess.CompletedProcess:
+    """`python -m <module> <args>` as a user would run it, output captured; `env` adds variables."""
+    env = {**os.environ, "SIAMESE_LIT_DATA_DIR": str(_data_dir()), "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=PROJECT_ROOT,

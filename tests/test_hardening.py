@@ -292,6 +292,43 @@ CASES = [
     ),
     _case("summarize-unwritable-summary", "summarize", "<sweep_unwritable>", r"2 jobs, 0 failed", rc=0),
     _case("summarize-not-a-dir", "summarize", "<user_file>", "is not a directory"),
+    # 4. (issue 20) checkpoints that cannot be resumed, refused before fitting; folders of the user's
+    _case(
+        "resume-nothing-left",
+        "train",
+        [*TRAIN, "ckpt_path=<siamese>"],
+        r"has trained 1 epoch \(\d+ steps\): trainer\.max_epochs=1 leaves nothing to train",
+    ),
+    _case(
+        "resume-other-optimizer",
+        "train",
+        [*TRAIN, "trainer.max_epochs=2", "model.optimizer._target_=torch.optim.SGD", "ckpt_path=<siamese>"],
+        r"trained with model\.optimizer=torch\.optim\.AdamW, this run has model\.optimizer=torch\.optim\.SGD",
+    ),
+    _case(
+        "resume-without-scheduler",
+        "train",
+        [*TRAIN, "trainer.max_epochs=2", "model.scheduler=null", "ckpt_path=<siamese>"],
+        r"model\.scheduler=torch\.optim\.lr_scheduler\.OneCycleLR, this run has model\.scheduler=null",
+    ),
+    _case(
+        "compare-run-dir-of-the-user",
+        "compare",
+        f"ckpt_path=<siamese> {COMPARE} hydra.run.dir=<user_folder>",
+        r"user_folder is not empty \(inputs\.png\): a run writes only into a new or empty folder",
+    ),
+    _case(
+        "evaluate-run-dir-of-the-user",
+        "evaluate",
+        f"ckpt_path=<siamese> {EVALUATE} hydra.run.dir=<user_folder>",
+        r"user_folder is not empty \(inputs\.png\)",
+    ),
+    _case(
+        "sweep-dir-of-the-user",
+        "train",
+        ["-m", *TRAIN, "hydra.sweep.dir=<user_folder>"],
+        r"user_folder is not empty \(inputs\.png\)",
+    ),
 ]
 
 
@@ -389,6 +426,9 @@ def _build_world(inputs: Path, siamese: Path, classifier: Path, data_dir: Path) 
         w[name] = inputs / f"{name}.png"
         Image.fromarray(images[i].numpy(), mode="L").save(w[name])
     w["read_only"] = _read_only_dir(inputs.parent)
+    w["user_folder"] = inputs / "user_folder"  # a user's folder holding an inputs.png of theirs
+    w["user_folder"].mkdir()
+    Image.fromarray(images[2].numpy(), mode="L").save(w["user_folder"] / "inputs.png")
     # MNIST with the test images' header saying 10000x784x1: the right byte count, the wrong shape
     w["bad_idx"] = inputs / "bad_idx"
     raw = raw_folder(w["bad_idx"])

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from siamese_lit.utils.errors import check
+from siamese_lit.utils.schedules import refit_schedules
 from siamese_lit.utils.specs import build as build_spec
 from siamese_lit.utils.specs import check_target
 
@@ -78,3 +79,17 @@ class LitBase(L.LightningModule):
             extra["total_steps"] = int(steps)
         scheduler = build_spec(spec, "model.scheduler", allowed_only=True, optimizer=optimizer, **extra)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+
+    def on_train_start(self) -> None:
+        """A resumed run: a schedule whose length configure_optimizers took from the run (OneCycleLR's
+        total_steps) is rebuilt, after the checkpoint's state was restored, for the steps taken plus
+        the steps this run still takes (siamese_lit.utils.schedules)."""
+        spec = dict(self.hparams.get("scheduler") or {})
+        if spec and spec.get("total_steps") is None:
+            spec.pop("interval", None)
+            refit_schedules(
+                self.trainer,
+                lambda optimizer, steps: build_spec(
+                    spec, "model.scheduler", allowed_only=True, optimizer=optimizer, total_steps=steps
+                ),
+            )

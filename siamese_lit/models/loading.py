@@ -7,6 +7,7 @@ whichever kind's constructor those arguments fit.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +75,53 @@ def load_model(
     return model.eval().to(device), saved_data_settings(ckpt)
 
 
-def check_resume(path: str | Path, model: LitBase, what: str = "ckpt_path") -> None:
+def check_resume(path: str | Path, model: LitBase, trainer: Mapping[str, Any] | None = None) -> None:
     """Refuse, before fitting, a checkpoint `model` cannot resume from: unreadable, of the other kind,
-    or with weights of other shapes (Lightning would fail deep in the restore, with a traceback).
-    Lightning then reads it again with weights_only=True (siamese_lit.train)."""
-    ckpt = read_checkpoint(path, what)
+    with weights of other shapes (Lightning would fail deep in the restore, with a traceback), with
+    another optimizer or LR scheduler (their saved state would be loaded into the new ones all the
+    same), or, given the run's `trainer` settings, one that has already trained as long as this run
+    would (nothing left to train). Lightning then reads it again with weights_only=True
+    (siamese_lit.train); the LR schedule is fitted to the new run's length after the restore
+    (siamese_lit.utils.schedules)."""
+    ckpt = read_checkpoint(path, "ckpt_path")
     kind = next(name for name, (cls, _) in KINDS.items() if isinstance(model, cls))
-    where = f"{what}={path}"
+    where = f"ckpt_path={path}"
     _check_kind(ckpt["hyper_parameters"], kind, where, f"this run trains a {kind} model ({KINDS[kind][1]})")
     check_weights(model, ckpt["state_dict"], where)
+    if trainer is None:  # train=false: the checkpoint is only tested
+        return
+    for part in ("optimizer", "scheduler"):
+        saved, wanted = (_target(h.get(part)) for h in (ckpt["hyper_parameters"], model.hparams))
+        if part in ckpt["hyper_parameters"] and saved != wanted:
+            raise CheckpointError(
+                f"{where} was trained with model.{part}={saved}, this run has model.{part}={wanted}: "
+                f"its {part} state cannot be resumed by another {part}; resume with model.{part} as it "
+                "was, or start a new run."
+            )
+    epochs, steps = _trained(ckpt, where)
+    max_epochs, max_steps = trainer.get("max_epochs"), trainer.get("max_steps")
+    for done, limit, key in ((epochs, max_epochs, "max_epochs"), (steps, max_steps, "max_steps")):
+        if limit is not None and limit != -1 and done >= limit:
+            raise CheckpointError(
+                f"{where} has trained {epochs} epoch{'s' * (epochs != 1)} ({steps} steps): "
+                f"trainer.{key}={limit} leaves nothing to train. To train longer, raise trainer.{key}; "
+                "to test it, pass train=false."
+            )
+
+
+def _target(spec: Any) -> str:
+    return str(spec.get("_target_")) if isinstance(spec, Mapping) else "null"
+
+
+def _trained(ckpt: dict[str, Any], where: str) -> tuple[int, int]:
+    """(epochs done, optimizer steps done) by the run that saved `ckpt`: its epoch counts as done when
+    the checkpoint was saved at its end (the last batch seen), as the checkpoints of siamese_lit are."""
+    try:
+        epoch, steps = int(ckpt["epoch"]), int(ckpt["global_step"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where} holds no training state (epoch, global_step) to resume.") from exc
+    try:
+        ended = ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]["is_last_batch"] is True
+    except (KeyError, TypeError):
+        ended = False
+    return epoch + ended, steps

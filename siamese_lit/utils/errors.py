@@ -109,9 +109,15 @@ def check(condition: bool, message: str) -> None:
 
 @contextmanager
 def exit_on_user_error() -> Iterator[None]:
-    """Turn a SiameseLitError (however wrapped) into `error: <message>` on stderr and its exit code."""
+    """Turn a SiameseLitError (however wrapped) into `error: <message>` on stderr and its exit code;
+    Ctrl-C where no handler of the task's own catches it (train's: siamese_lit.utils.stopping) into
+    one line and 130, as a process killed by SIGINT."""
     try:
         yield
+    except KeyboardInterrupt:
+        message = "stopped by SIGINT (Ctrl-C) before it finished: run it again."
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
     except Exception as exc:
         err = find_user_error(exc)
         if err is None:

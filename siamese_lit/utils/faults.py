@@ -1,46 +1,42 @@
-"""Guards against faults: a diverging loss, a signal, and a run writing into another run's folder."""
+"""Guards against faults: a diverging loss, a checkpoint half-written or out of date, a failed write,
+and a run writing into another run's (or a user's) folder. Signals: siamese_lit.utils.stopping."""
 
 from __future__ import annotations
 
-import signal
+import errno
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from weakref import proxy
 
 import lightning as L
 import torch
 from hydra.experimental.callback import Callback as HydraCallback
+from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
-from siamese_lit.utils.errors import Interrupted, SiameseLitError, exit_on_user_error
-from siamese_lit.utils.run_dir import claim_output_dir
+from siamese_lit.utils.errors import SiameseLitError, exit_on_user_error
+from siamese_lit.utils.run_dir import claim_new_dir
 
 
 class TrainingDivergedError(SiameseLitError):
     """The training loss became NaN or infinite."""
 
 
-def _kept_checkpoint(trainer: L.Trainer) -> str:
-    """The checkpoint a stopped run leaves to resume from, or "" when none was saved yet."""
+def last_whole_checkpoint(trainer: L.Trainer) -> str:
+    """The checkpoint a stopped run leaves to resume from, or "" when none was saved yet: the last one
+    this run wrote whole (ResumableModelCheckpoint), else, while fitting, the one it resumed from."""
     ckpt = trainer.checkpoint_callback
-    return (ckpt.last_model_path or ckpt.best_model_path) if ckpt is not None else ""
-
-
-def stopped_by_signal(trainer: L.Trainer, signum: int) -> Interrupted:
-    """The error a run stopped by `signum` ends with: where it stopped and how to resume."""
-    kept = _kept_checkpoint(trainer)
-    resume = (
-        f"resume with the same overrides and ckpt_path={kept}"
-        if kept
-        else "no checkpoint had been saved yet: run it again"
-    )
-    return Interrupted(
-        f"training stopped by {signal.Signals(signum).name} at epoch {trainer.current_epoch}, step "
-        f"{trainer.global_step}: {resume}.",
-        signum,
-    )
+    if isinstance(ckpt, ResumableModelCheckpoint):
+        kept = ckpt.last_whole
+    else:
+        kept = (ckpt.last_model_path or ckpt.best_model_path) if ckpt is not None else ""
+    resumed = trainer.ckpt_path if trainer.state.fn == TrainerFn.FITTING else None
+    return kept or (str(resumed) if resumed else "")
 
 
 class StopOnNonFiniteLoss(L.Callback):
@@ -103,7 +99,7 @@ class StopOnNonFiniteLoss(L.Callback):
         bad_loss = float(self._bad_loss)
         self._steps, self._first_bad = [], None
         epoch, step = steps[first_bad]
-        kept = _kept_checkpoint(trainer)
+        kept = last_whole_checkpoint(trainer)
         kept = f"the last good checkpoint is {kept}" if kept else "no checkpoint had been saved yet"
         raise TrainingDivergedError(
             f"the training loss became {bad_loss} at epoch {epoch}, step {step}: run stopped, "
@@ -112,31 +108,137 @@ class StopOnNonFiniteLoss(L.Callback):
 
 
 class ResumableModelCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint that keeps its record of the best checkpoint when a run resumes in a new folder.
+    """Lightning's ModelCheckpoint, made safe to resume from: its record of the best checkpoint kept
+    when a run resumes in a new folder, last.ckpt always the latest state, and every file whole.
 
-    Lightning forgets best_model_score and best_k_models when the checkpoint came from another dirpath,
-    so a run resumed (ckpt_path=<old run>/checkpoints/last.ckpt) in a new run dir would take a worse
-    epoch for the best, test it, and end with other metrics than the uninterrupted run. Keeping them is
-    safe: the old run's files are only read, as Lightning never deletes a file outside its own dirpath.
+    - Lightning forgets best_model_score and best_k_models when the checkpoint came from another
+      dirpath, so a run resumed (ckpt_path=<old run>/checkpoints/last.ckpt) in a new run dir would take
+      a worse epoch for the best, test it, and end with other metrics than the uninterrupted run.
+      Keeping them is safe: the old run's files are only read, as Lightning never deletes a file
+      outside its own dirpath.
+    - Lightning writes last.ckpt (save_last=True) only at a step where a top-k checkpoint was saved:
+      after epochs without improvement it held an older epoch. Here it is written at every
+      validation (or epoch end) and at the end of training.
+    - Lightning writes through fsspec into the system's temp dir and moves the file across file
+      systems, so a full disk left a truncated file under the final name. Here each file is written
+      under a temporary name in its own folder, synced, and renamed: whole under its name, or absent.
+      `last_whole` names the last checkpoint written so; a failed write raises WriteFailed naming it.
     """
+
+    last_whole: str = ""
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict({**state_dict, "dirpath": self.dirpath})
 
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_skip_saving_checkpoint(trainer) and not self._should_save_on_train_epoch_end(
+            trainer
+        ):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if not self._should_skip_saving_checkpoint(trainer) and self._should_save_on_train_epoch_end(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        if (
+            self.save_last
+            and not trainer.fast_dev_run
+            and self._last_global_step_saved != trainer.global_step
+        ):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        if not _is_local_file_protocol(filepath):
+            super()._save_checkpoint(trainer, filepath)
+            self.last_whole = filepath
+            return
+        path = Path(filepath)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            trainer.save_checkpoint(tmp, self.save_weights_only)  # every rank; rank zero writes
+            if trainer.is_global_zero:
+                if not tmp.is_file():  # Lightning (2.6, _atomic_save) swallows a PermissionError
+                    tmp.open("wb").close()  # what its write got, raised here
+                    raise OSError(errno.EIO, "the checkpoint was not written", str(path))
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+        except BaseException as exc:
+            if trainer.is_global_zero:
+                tmp.unlink(missing_ok=True)
+            error = write_error(exc)
+            if error is not None:
+                raise write_failed(trainer, error, path) from exc
+            raise
+        trainer.strategy.barrier("ResumableModelCheckpoint._save_checkpoint")
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+        self.last_whole = filepath
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))
+
+
+class WriteFailed(SiameseLitError):
+    """A file of the run could not be written (a full disk, a folder turned read-only): the run stops,
+    naming the last whole checkpoint. Exit status 1: the run failed, its config was not wrong."""
+
+    exit_code = 1
+
+
+#: errors of a write that only a write can get: a full disk or quota, a read-only file system
+FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+#: and those a checkpoint's write gets in a folder it may no longer write into
+WRITE_ERRNOS = {*FULL_ERRNOS, errno.EACCES, errno.EPERM, errno.EIO}
+
+
+def write_error(exc: BaseException | None, errnos: set[int] = WRITE_ERRNOS) -> OSError | None:
+    """The OSError of a failed write behind `exc`, through the wrappers on the way (Lightning turns a
+    PermissionError of a cross-device move into a RuntimeError), or None."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError) and exc.errno in errnos:
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def write_failed(trainer: L.Trainer, exc: OSError, path: Path | str | None = None) -> WriteFailed:
+    """The one line a failed write ends the run with: what could not be written, why, and the last
+    whole checkpoint to resume from once there is room."""
+    what = path or exc.filename or f"a file of the run in {trainer.default_root_dir}"
+    kept = last_whole_checkpoint(trainer)
+    resume = (
+        f"the last whole checkpoint is {kept}: make room (or make the folder writable) and resume with "
+        f"the same overrides and ckpt_path={kept}"
+        if kept
+        else "no checkpoint had been saved yet: make room (or make the folder writable) and run it again"
+    )
+    return WriteFailed(
+        f"cannot write {what}: {exc.strerror or exc} (epoch {trainer.current_epoch}, step "
+        f"{trainer.global_step}); the run stopped, {resume}."
+    )
+
 
 class RefuseUsedOutputDir(HydraCallback):
-    """A Hydra callback: refuse a hydra.run.dir / hydra.sweep.dir that another run already used.
+    """A Hydra callback: refuse a hydra.run.dir / hydra.sweep.dir that is not new or empty: another
+    run's, or a folder of the user's (siamese_lit.utils.run_dir.claim_new_dir).
 
     It runs before Hydra writes anything (Hydra saves .hydra/ and the log into the run dir before the
-    task starts, so train's own check would come after another run's records were overwritten).
+    task starts, so a task's own check would come after another run's records were overwritten).
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if rank_zero_only.rank != 0:  # a DDP process that Lightning re-ran into rank 0's run dir
             return
         with exit_on_user_error():
-            claim_output_dir(Path(config.hydra.run.dir), markers=(".hydra", "metrics.json", "checkpoints"))
+            claim_new_dir(Path(config.hydra.run.dir), markers=(".hydra", "metrics.json", "checkpoints"))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         with exit_on_user_error():
-            claim_output_dir(Path(config.hydra.sweep.dir), markers=("multirun.yaml",))
+            claim_new_dir(Path(config.hydra.sweep.dir), markers=("multirun.yaml",))

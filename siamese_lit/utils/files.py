@@ -29,14 +29,42 @@ def finite(value: Any) -> Any:
     return value
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` all at once: into a temporary file of the same dir, then renamed over
-    `path`, so a reader (or a killed run) never sees a half-written file."""
+def umask() -> int:
+    """The process's umask (read without changing it where Linux allows: no race with other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def temporary_beside(path: Path) -> tuple[int, str]:
+    """(fd, name) of a new temporary file in `path`'s dir, with the mode a plain `open(path, "w")`
+    would give (0666 less the umask), not mkstemp's 0600: results read like the logs beside them."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
+        os.fchmod(fd, 0o666 & ~umask())
+    except BaseException:
+        os.close(fd)
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return fd, tmp
+
+
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Write `text` to `path` all at once: into a temporary file of the same dir, then renamed over
+    `path`, so a reader (or a killed run, or a full disk) never sees a half-written file."""
+    fd, tmp = temporary_beside(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(text if isinstance(text, bytes) else text.encode())
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename: a full disk fails here, not later
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

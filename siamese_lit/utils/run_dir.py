@@ -1,7 +1,9 @@
-"""A run's output folder: writable, and never another run's."""
+"""A run's output folder: writable, never another run's, and never a folder of the user's."""
 
 from __future__ import annotations
 
+import itertools
+import os
 import tempfile
 from pathlib import Path
 
@@ -37,4 +39,23 @@ def claim_output_dir(output_dir: Path, markers: tuple[str, ...] = ("metrics.json
             f"{output_dir} already holds a run ({', '.join(taken)}): choose a new hydra.run.dir or "
             "hydra.sweep.dir (or leave it to its timestamped default); to resume, pass "
             "ckpt_path=<that run>/checkpoints/last.ckpt."
+        )
+
+
+def claim_new_dir(output_dir: Path, markers: tuple[str, ...]) -> None:
+    """The rule for the folder Hydra is about to write a run into (train, evaluate, compare and their
+    sweeps): it must be new or empty, so that nothing there is ever overwritten: not another run's
+    results (`markers` name them in the message), not a user's files (`hydra.run.dir=/`, a folder
+    holding a user's inputs.png). A folder that cannot be written is refused too (check_writable)."""
+    claim_output_dir(output_dir, markers)
+    if not output_dir.is_dir():
+        return
+    with os.scandir(output_dir) as entries:
+        names = sorted(entry.name for entry in itertools.islice(entries, 4))
+    if names:
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise ConfigError(
+            f"{output_dir} is not empty ({shown}): a run writes only into a new or empty folder, so that "
+            "nothing in it is overwritten. Choose a new hydra.run.dir or hydra.sweep.dir (or leave it to "
+            "its timestamped default)."
         )

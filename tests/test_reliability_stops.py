@@ -1,0 +1,299 @@
+"""Runs that stop early say the truth and lose nothing (SIGTERM and Ctrl-C in every phase, a disk
+filling up and a folder turned read-only mid-run), and runs resume for more epochs. Real subprocess
+runs with real faults (tests/fault_injection.py: kill(2), a full tmpfs, `chattr +i`) at chosen moments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import run_cli
+from omegaconf import OmegaConf
+
+from siamese_lit.utils.errors import exit_on_user_error
+from siamese_lit.utils.faults import RefuseUsedOutputDir
+from siamese_lit.utils.files import write_json
+
+# Two epochs of 31 steps of a small LSTM Siamese net; evaluation in batches of 100 (not one batch)
+RUN = [
+    "+experiment=siamese",
+    "data.train_size=1000",
+    "data.val_size=500",
+    "data.test_size=500",
+    "data.eval_pairs=500",
+    "data.gallery_size=500",
+    "data.batch_size=32",
+    "data.eval_batch_size=100",
+    "model.net.hidden_size=16",
+    "model.net.num_layers=1",
+    "model.oneshot_episodes=10",
+    "trainer.max_epochs=2",
+    "trainer.accelerator=cpu",
+    "trainer.devices=1",
+    "callbacks.rich_progress_bar=null",
+    "callbacks.model_summary=null",
+]
+# The monitored value never improves after epoch 0 (the epoch number, "min"): Lightning alone would
+# leave last.ckpt at epoch 0 for good.
+NO_IMPROVEMENT = [
+    "callbacks.model_checkpoint.monitor=epoch",
+    "callbacks.model_checkpoint.mode=min",
+    "callbacks.early_stopping=null",
+]
+ENV = {"PYTHONPATH": str(Path(__file__).parent), "OMP_NUM_THREADS": "1"}
+
+
+def _fault(cls: str, **args: object) -> list[str]:
+    """The overrides adding the callback `fault_injection.<cls>(**args)` to a run."""
+    return [
+        f"+callbacks.fault._target_=fault_injection.{cls}",
+        *(f"+callbacks.fault.{k}={v}" for k, v in args.items()),
+    ]
+
+
+@dataclass(frozen=True)
+class Stop:
+    """A run stopped by `fault`: its exit status and the one `error: ` line (`<run>` its dir)."""
+
+    fault: tuple[str, ...]
+    rc: int
+    line: str
+
+
+RESUME = "resume with the same overrides and ckpt_path=<run>/checkpoints/last.ckpt"
+STOPS = {
+    "sigterm-sanity-check": Stop(
+        tuple(_fault("SendSignal", name="SIGTERM", phase="sanity")),
+        143,
+        "training stopped by SIGTERM in the sanity check at epoch 0, step 0: no checkpoint had been saved "
+        "yet: run it again.",
+    ),
+    "sigterm-fit": Stop(
+        tuple(_fault("SendSignal", name="SIGTERM", phase="train", epoch=1, batch=3)),
+        143,
+        f"training stopped by SIGTERM at epoch 1, step 35: {RESUME}.",
+    ),
+    "ctrl-c-fit": Stop(
+        tuple(_fault("SendSignal", name="SIGINT", phase="train", epoch=1, batch=3)),
+        130,
+        f"training stopped by SIGINT at epoch 1, step 35: {RESUME}.",
+    ),
+    "sigterm-validation": Stop(
+        tuple(_fault("SendSignal", name="SIGTERM", phase="validation", epoch=1)),
+        143,
+        f"training stopped by SIGTERM at epoch 1, step 62: {RESUME}.",
+    ),
+    "sigterm-between-fit-and-test": Stop(
+        tuple(_fault("SendSignal", name="SIGTERM", phase="fit_end")),
+        143,
+        "the run stopped by SIGTERM after training had finished (at epoch 2, step 62; its checkpoints are "
+        "kept), before metrics.json was written: test it with the same overrides and train=false "
+        "ckpt_path=<run>/checkpoints/epoch_000.ckpt.",
+    ),
+    "sigterm-test": Stop(
+        tuple(_fault("SendSignal", name="SIGTERM", phase="test")),
+        143,
+        "testing stopped by SIGTERM after training had finished (at epoch 2, step 62; its checkpoints are "
+        "kept), before metrics.json was written: test it with the same overrides and train=false "
+        "ckpt_path=<run>/checkpoints/epoch_000.ckpt.",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def stopped(
+    tmp_path_factory: pytest.TempPathFactory, data_dir: Path
+) -> dict[str, tuple[Path, subprocess.CompletedProcess]]:
+    """Each run of STOPS, 3 at a time: (its run dir, the finished process)."""
+    root = tmp_path_factory.mktemp("stops")
+
+    def run(name: str) -> tuple[Path, subprocess.CompletedProcess]:
+        out = root / name
+        args = [*RUN, *NO_IMPROVEMENT, *STOPS[name].fault, f"hydra.run.dir={out}"]
+        return out, run_cli("siamese_lit.train", args, timeout=300, env=ENV)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        return dict(zip(STOPS, pool.map(run, STOPS), strict=True))
+
+
+def _error_line(result: subprocess.CompletedProcess) -> str:
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, output[-3000:]
+    return errors[0]
+
+
+def _epoch(ckpt: Path) -> int:
+    return torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"]
+
+
+def _whole_checkpoints(run: Path) -> dict[str, int]:
+    """name -> epoch of every file in the run's checkpoints (each loads: none truncated or temporary)."""
+    folder = run / "checkpoints"
+    return {p.name: _epoch(p) for p in sorted(folder.iterdir())} if folder.is_dir() else {}
+
+
+@pytest.mark.parametrize("name", STOPS)
+def test_a_signal_in_every_phase_ends_with_its_status_and_a_true_line(name: str, stopped) -> None:
+    run, result = stopped[name]
+    stop = STOPS[name]
+    assert result.returncode == stop.rc, (result.returncode, result.stderr[-3000:])
+    assert _error_line(result) == "error: " + stop.line.replace("<run>", str(run))
+    assert not (run / "metrics.json").exists()
+    checkpoints = _whole_checkpoints(run)
+    if name == "sigterm-sanity-check":
+        assert checkpoints == {}
+    elif name in ("sigterm-between-fit-and-test", "sigterm-test"):  # training had finished:
+        assert checkpoints == {"epoch_000.ckpt": 0, "last.ckpt": 1}  # last.ckpt its end, not the best's
+    else:  # the line's last.ckpt is the state it names: the end of epoch 0
+        assert checkpoints == {"epoch_000.ckpt": 0, "last.ckpt": 0}
+
+
+def test_last_ckpt_is_the_last_epoch_without_improvement(stopped) -> None:
+    """The run stopped in its test phase had two epochs, the second no better: last.ckpt is the
+    second's whole state (Lightning alone leaves it at the first), and resuming from it is refused
+    with a line, as nothing is left to train."""
+    run, _ = stopped["sigterm-test"]
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == 1 and last["global_step"] == 62
+    result = run_cli(
+        "siamese_lit.train",
+        [*RUN, f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={run.parent / 'again'}"],
+    )
+    assert result.returncode == 2
+    line = _error_line(result)
+    assert "has trained 2 epochs (62 steps): trainer.max_epochs=2 leaves nothing to train" in line
+
+
+# ---- a full disk and a folder turned read-only, mid-run ---------------------------------------------
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A small file system of its own (mounted as root, as the tests run in CI)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def _assert_stopped_on_write(result: subprocess.CompletedProcess, run: Path, why: str) -> None:
+    last = run / "checkpoints" / "last.ckpt"
+    assert result.returncode == 1, result.stderr[-3000:]
+    line = _error_line(result)
+    assert re.fullmatch(
+        rf"error: cannot write .+: {why} \(epoch 1, step \d+\); the run stopped, the last whole checkpoint "
+        rf"is {re.escape(str(last))}: make room \(or make the folder writable\) and resume with the same "
+        rf"overrides and ckpt_path={re.escape(str(last))}\.",
+        line,
+    ), line
+    assert _epoch(last) == 0
+    assert not (run / "metrics.json").exists()
+
+
+def test_a_full_disk_mid_run_leaves_whole_checkpoints_and_one_line(tmpfs: Path, data_dir: Path) -> None:
+    run = tmpfs / "run"
+    args = [*RUN, *_fault("FillDisk", path=tmpfs / "filler", epoch=1), f"hydra.run.dir={run}"]
+    result = run_cli("siamese_lit.train", args, timeout=300, env=ENV)
+    _assert_stopped_on_write(result, run, "No space left on device")
+    assert set(_whole_checkpoints(run)) <= {"epoch_000.ckpt", "epoch_001.ckpt", "last.ckpt"}
+
+
+def test_a_checkpoint_folder_turned_read_only_mid_run(tmp_path: Path, data_dir: Path) -> None:
+    run = tmp_path / "run"
+    args = [*RUN, *_fault("Freeze", path=run / "checkpoints", epoch=1), f"hydra.run.dir={run}"]
+    try:
+        result = run_cli("siamese_lit.train", args, timeout=300, env=ENV)
+    finally:
+        subprocess.run(["chattr", "-i", str(run / "checkpoints")], check=False)
+    _assert_stopped_on_write(result, run, "Operation not permitted")
+    assert set(_whole_checkpoints(run)) == {"epoch_000.ckpt", "last.ckpt"}
+
+
+# ---- resuming for more epochs ----------------------------------------------------------------------
+
+
+def test_resume_for_more_epochs_rebuilds_the_schedule(tmp_path: Path, data_dir: Path) -> None:
+    """One epoch, then two from its last.ckpt, under the same experiment and under one sharing the
+    encoder (triplets): OneCycleLR rebuilt for the longer run, said in the log; results have the
+    log's mode (umask 027)."""
+    first = tmp_path / "first"
+    umask = {"preexec_fn": lambda: os.umask(0o027)}
+    result = run_cli("siamese_lit.train", [*RUN, "trainer.max_epochs=1", f"hydra.run.dir={first}"], **umask)
+    assert result.returncode == 0, result.stderr[-3000:]
+    last = first / "checkpoints" / "last.ckpt"
+    runs = {"same": "+experiment=siamese", "triplets": "+experiment=siamese_triplet"}
+
+    def resume(name: str) -> subprocess.CompletedProcess:
+        args = [runs[name], *RUN[1:], f"ckpt_path={last}", f"hydra.run.dir={tmp_path / name}"]
+        return run_cli("siamese_lit.train", args, **umask)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(zip(runs, pool.map(resume, runs), strict=True))
+    for name, result in results.items():
+        assert result.returncode == 0, result.stderr[-3000:]
+        run = tmp_path / name
+        log_name = "siamese.log" if name == "same" else "siamese_triplet.log"
+        log = (run / log_name).read_text()
+        assert re.search(
+            r"Resumed at step 31: the OneCycleLR schedule rebuilt for 62 steps in all \(the "
+            r"checkpoint's was built for 31\)",
+            log,
+        ), log
+        state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+        (schedule,) = state["lr_schedulers"]
+        assert state["epoch"] == 1 and schedule["last_epoch"] == schedule["total_steps"] == 62
+        assert set(json.loads((run / "metrics.json").read_text())) >= {"test/auroc", "val/auroc_best"}
+        beside = [run / "metrics.json", run / "checkpoints" / "last.ckpt", run / log_name]
+        assert {stat.S_IMODE(p.stat().st_mode) for p in beside} == {0o640}  # the log's, not 0600
+
+
+def test_result_files_get_the_umask_mode_not_0600(tmp_path: Path) -> None:
+    old = os.umask(0o002)
+    try:
+        write_json(tmp_path / "metrics.json", {"a": 1.0})
+        (tmp_path / "beside.log").write_text("a log\n")
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == {"metrics.json": 0o664, "beside.log": 0o664}
+
+
+def test_ctrl_c_outside_a_training_loop_is_one_line_and_130(capsys: pytest.CaptureFixture[str]) -> None:
+    """evaluate, compare, and train before its trainer exists: Python's KeyboardInterrupt."""
+    with pytest.raises(SystemExit) as exit_, exit_on_user_error():
+        raise KeyboardInterrupt
+    assert exit_.value.code == 130
+    assert capsys.readouterr().err == "error: stopped by SIGINT (Ctrl-C) before it finished: run it again.\n"
+
+
+def test_the_root_folder_is_never_a_run_dir(capsys: pytest.CaptureFixture[str]) -> None:
+    """`hydra.run.dir=/`, refused by the Hydra callback of every task (in-process: a subprocess would
+    write into `/` on a regression)."""
+    before = sorted(os.listdir("/"))
+    with pytest.raises(SystemExit) as exit_:
+        RefuseUsedOutputDir().on_run_start(OmegaConf.create({"hydra": {"run": {"dir": "/"}}}))
+    assert exit_.value.code == 2
+    assert re.fullmatch(
+        r"error: / is not empty \([^)]+\): a run writes only into a new or empty folder, so that nothing "
+        r"in it is overwritten\. Choose a new hydra\.run\.dir or hydra\.sweep\.dir \(or leave it to its "
+        r"timestamped default\)\.\n",
+        capsys.readouterr().err,
+    )
+    assert sorted(os.listdir("/")) == before
