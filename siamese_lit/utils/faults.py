@@ -152,6 +152,11 @@ class ResumableModelCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        self.save_whole(trainer, filepath)
+
+    def save_whole(self, trainer: L.Trainer, filepath: str) -> None:
+        """Write the trainer's checkpoint to `filepath` whole or not at all (a temporary file in the
+        same folder, synced, then renamed); a failed write ends the run with one line."""
         if not _is_local_file_protocol(filepath):
             super()._save_checkpoint(trainer, filepath)
             self.last_whole = filepath

@@ -31,6 +31,7 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_info
 
 from siamese_lit.utils.errors import Interrupted
+from siamese_lit.utils.faults import ResumableModelCheckpoint
 
 
 class TimeLimitReached(Interrupted):
@@ -116,7 +117,10 @@ class StopBeforeTimeLimit(L.Callback):
         saved = ""
         if ckpt is not None and ckpt.dirpath:
             saved = str(Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}{ckpt.FILE_EXTENSION}")
-            trainer.save_checkpoint(saved)  # every rank: the strategy writes it from rank zero
+            if isinstance(ckpt, ResumableModelCheckpoint):  # whole or absent, as every checkpoint
+                ckpt.save_whole(trainer, saved)
+            else:
+                trainer.save_checkpoint(saved)  # every rank: the strategy writes it from rank zero
         rank_zero_info(
             f"{signal.Signals(signum).name}: the time limit is near; at epoch {trainer.current_epoch}, "
             f"step {trainer.global_step} saved {saved or 'nothing'}"
