@@ -18,9 +18,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from siamese_lit.summarize import mean_std, read_sweep, seed_groups
 from siamese_lit.utils.errors import DataError, exit_on_user_error
 from siamese_lit.utils.files import write_atomic
+from siamese_lit.utils.sweep_dir import mean_std, read_sweep, seed_groups
 from siamese_lit.utils.tables import flatten, markdown_table
 
 #: the test figures each kind of experiment is judged by

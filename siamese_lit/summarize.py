@@ -15,144 +15,26 @@ import argparse
 import csv
 import io
 import logging
-import math
-import statistics
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from siamese_lit.utils.bounded import UnreadableFile as Unreadable
-from siamese_lit.utils.bounded import load_json, load_yaml, optuna_best, select
 from siamese_lit.utils.errors import DataError, exit_on_user_error
-from siamese_lit.utils.files import ERROR_FILE, write_atomic
+from siamese_lit.utils.files import write_atomic
+from siamese_lit.utils.sweep_dir import Sweep, mean_std, ranked, read_sweep, seed_groups, varying_keys
 from siamese_lit.utils.tables import markdown_table
 
 # not siamese_lit.utils' logger: the CLI stays free of torch/Lightning imports, so it starts at once
 log = logging.getLogger("siamese_lit")
 
 
-@dataclass
-class Job:
-    """What one job of a multirun left in its dir."""
-
-    name: str
-    overrides: dict[str, str]
-    metrics: dict[str, float | None]
-    status: str  # ok | failed | no result (still running, or killed) | unreadable (its files are broken)
-    error: str = ""
-
-
-@dataclass
-class Sweep:
-    jobs: list[Job]
-    metric: str | None
-    maximize: bool
-    optuna: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> list[Job]:
-        return [j for j in self.jobs if j.status != "ok"]
-
-
-def _job_number(path: Path) -> tuple[int, str]:
-    """Hydra's job numbers in order; other names (`٣` is a digit to str.isdigit) after them."""
-    name = path.name
-    return (int(name), "") if name.isascii() and name.isdigit() and len(name) < 19 else (sys.maxsize, name)
-
-
-def _read_json_object(path: Path) -> dict[str, Any]:
-    data = load_json(path)  # bounded, strict: Unreadable otherwise
-    if not isinstance(data, dict):
-        raise Unreadable(f"{path.name} holds a {type(data).__name__}, not an object")
-    return data
-
-
-def _read_overrides(job_dir: Path) -> dict[str, str]:
-    overrides = load_yaml(job_dir / ".hydra" / "overrides.yaml")  # bounded; Unreadable otherwise
-    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-        raise Unreadable("overrides.yaml is not a list of key=value overrides")
-    pairs = (o.split("=", 1) for o in overrides)
-    return {p[0]: (p[1] if len(p) > 1 else "") for p in pairs}
-
-
-def _metric(value: Any) -> float | None:
-    """A metric as a float; None for null and anything that is not a number."""
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def read_job(job_dir: Path) -> Job:
-    try:
-        overrides = _read_overrides(job_dir)
-    except Unreadable as exc:
-        return Job(job_dir.name, {}, {}, "unreadable", str(exc))
-    metrics_file, error_file = job_dir / "metrics.json", job_dir / ERROR_FILE
-    try:
-        if error_file.is_file():
-            error = _read_json_object(error_file).get("error")
-            return Job(job_dir.name, overrides, {}, "failed", str(error or "no message in error.json"))
-        if metrics_file.is_file():
-            metrics = {k: _metric(v) for k, v in _read_json_object(metrics_file).items()}
-            return Job(job_dir.name, overrides, metrics, "ok")
-    except Unreadable as exc:
-        return Job(job_dir.name, overrides, {}, "unreadable", str(exc))
-    return Job(job_dir.name, overrides, {}, "no result")
-
-
-def _first_config(job_dirs: list[Path]) -> dict[str, Any]:
-    """The first job config that reads as a mapping (an empty one if none does); plain YAML, never
-    interpolated (utils.bounded)."""
-    for job_dir in job_dirs:
-        try:
-            cfg = load_yaml(job_dir / ".hydra" / "config.yaml")
-        except Unreadable:
-            continue
-        if isinstance(cfg, dict):
-            return cfg
-    return {}
-
-
-def read_sweep(sweep_dir: Path) -> Sweep:
-    """The jobs of a multirun dir; the optimized metric and its direction come from the jobs'
-    config: `optimized_metric` is `<checkpoint monitor>_best`, so it goes the checkpoint's way
-    (`callbacks.model_checkpoint.mode`), as the Optuna configs' `direction` does."""
-    job_dirs = sorted((p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")), key=_job_number)
-    if not job_dirs:
-        raise DataError(f"{sweep_dir} holds no job dirs (<job>/.hydra/overrides.yaml): give a multirun dir.")
-    cfg = _first_config(job_dirs)
-    mode = select(cfg, "callbacks.model_checkpoint.mode") or "max"
-    metric = select(cfg, "optimized_metric")
-    optuna = optuna_best(sweep_dir / "optimization_results.yaml")
-    return Sweep(
-        [read_job(d) for d in job_dirs], metric if isinstance(metric, str) else None, mode == "max", optuna
-    )
-
-
-def ranked(sweep: Sweep) -> list[Job]:
-    """Jobs best first; failed jobs and jobs without the metric last."""
-
-    def key(job: Job) -> tuple[bool, float]:
-        value = job.metrics.get(sweep.metric) if sweep.metric else None
-        if value is None or math.isnan(value):
-            return True, 0.0
-        return False, -value if sweep.maximize else value
-
-    return sorted(sweep.jobs, key=key)
-
-
 def _metric_order(sweep: Sweep, names: set[str]) -> list[str]:
     first = [sweep.metric] if sweep.metric in names else []
     return first + sorted(names - set(first), key=lambda n: (not n.startswith("test/"), n))
-
-
-def varying_keys(sweep: Sweep) -> list[str]:
-    """The override keys whose values differ between jobs: what the sweep is about."""
-    keys = dict.fromkeys(k for j in sweep.jobs for k in j.overrides)
-    return [k for k in keys if len({j.overrides.get(k) for j in sweep.jobs}) > 1]
 
 
 def table(sweep: Sweep, everything: bool) -> tuple[list[str], list[list[Any]]]:
@@ -195,39 +77,6 @@ def markdown(sweep: Sweep, sweep_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-@dataclass
-class SeedGroup:
-    """Jobs with the same overrides apart from `seed`, and each metric's (mean, sample std, n) over
-    those of them that finished (std None for n = 1)."""
-
-    overrides: dict[str, str]
-    jobs: list[Job]
-    stats: dict[str, tuple[float, float | None, int]]
-
-
-def seed_groups(sweep: Sweep) -> list[SeedGroup]:
-    """The sweep's jobs grouped by everything but `seed`, in the order of their first job; none
-    when the seed does not vary."""
-    if "seed" not in varying_keys(sweep):
-        return []
-    groups: dict[tuple[tuple[str, str], ...], list[Job]] = {}
-    for job in sweep.jobs:
-        if job.status != "unreadable":
-            groups.setdefault(
-                tuple(sorted((k, v) for k, v in job.overrides.items() if k != "seed")), []
-            ).append(job)
-    out = []
-    for key, jobs in groups.items():
-        stats = {}
-        for name in sorted({n for j in jobs if j.status == "ok" for n in j.metrics}):
-            values = [v for j in jobs if j.status == "ok" and (v := j.metrics.get(name)) is not None]
-            if values:
-                std = statistics.stdev(values) if len(values) > 1 else None
-                stats[name] = (statistics.fmean(values), std, len(values))
-        out.append(SeedGroup(dict(key), jobs, stats))
-    return out
-
-
 def seeds_table(sweep: Sweep, everything: bool) -> tuple[list[str], list[list[Any]]]:
     """(header, rows) of seed_groups: the overrides that vary between groups, the jobs, the seeds
     that finished, then mean and std of each metric."""
@@ -266,11 +115,6 @@ def seeds_markdown(sweep: Sweep) -> list[str]:
     ]
     lines = ["", "## Over seeds", "", "Mean ± sample standard deviation over the seeds that finished (n)."]
     return [*lines, "", *markdown_table([*varying, "jobs", *metrics], rows)]
-
-
-def mean_std(mean: float | None, std: float | None, n: int) -> str:
-    """`mean ± std (n=...)`, as summary.md and the results tables show a figure over seeds."""
-    return "" if mean is None else f"{mean:.4g} ± {'n/a' if std is None else f'{std:.2g}'} (n={n})"
 
 
 def _csv(header: list[str], rows: list[list[Any]]) -> str:
