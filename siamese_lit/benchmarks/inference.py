@@ -41,6 +41,7 @@ from siamese_lit.inference.index import (
 from siamese_lit.inference.onnx_export import INPUT, OUTPUT, PixelEncoder, export_onnx, session
 from siamese_lit.models.loading import load_model
 from siamese_lit.utils.files import write_atomic, write_json
+from siamese_lit.utils.provenance import provenance
 
 
 def _best_rate(fn: Callable[[], int], repeats: int) -> float:
@@ -94,7 +95,7 @@ def measure(
     """Every figure of the module docstring, for the checkpoint at `ckpt_path`, on the CPU
     (`gallery_size`: the first N training images instead of all 60k, for tests)."""
     repeats = 2 if quick else 3
-    load_before = os.getloadavg()[0]
+    load_before, made_at = os.getloadavg()[0], provenance()
     model, saved = load_model(ckpt_path, "Siamese", "cpu")
     mean, std = float(saved.get("mean", 0.1307)), float(saved.get("std", 0.3081))
     fingerprint = checkpoint_fingerprint(model.state_dict())
@@ -125,6 +126,7 @@ def measure(
     n, d = index.embeddings.shape
     threads = torch.get_num_threads()
     return {
+        "provenance": made_at,
         "checkpoint": str(ckpt_path),
         "gallery": n,
         "embedding_dim": d,

@@ -25,6 +25,7 @@ import numpy as np
 
 from siamese_lit.demo import browser
 from siamese_lit.demo.strokes import drawing
+from siamese_lit.utils.provenance import provenance
 
 
 def pairs(per_digit: int, rng: np.random.Generator) -> list[tuple[int, int]]:
@@ -40,6 +41,7 @@ def pairs(per_digit: int, rng: np.random.Generator) -> list[tuple[int, int]]:
 
 
 def run(ckpt: str, per_digit: int, strength: float, seed: int, overrides: list[str]) -> dict:
+    made_at = provenance()
     chromium = browser.find_chromium()
     if chromium is None:
         raise SystemExit("error: no Chromium found (make browser, or set SIAMESE_LIT_CHROMIUM)")
@@ -67,6 +69,7 @@ def run(ckpt: str, per_digit: int, strength: float, seed: int, overrides: list[s
     same_pairs = [ok for same, ok in verdicts if same]
     diff_pairs = [not ok for same, ok in verdicts if not same]
     return {
+        "provenance": made_at,
         "checkpoint": ckpt,
         "demo_overrides": overrides,
         "drawings": len(truth),
