@@ -153,10 +153,12 @@ def test_no_augmentation() -> None:
     assert build_augmentation(None) is None
 
 
-def test_former_affine_dict_still_builds() -> None:
-    module = build_augmentation({"degrees": 10, "translate": 0.1, "scale": [0.9, 1.1]})
+def test_a_policy_without_target_is_a_config_error() -> None:
+    """The data module's old `augment: {degrees, ...}` form is gone: a policy names its _target_."""
+    with pytest.raises(ConfigError, match="data.augment needs a _target_"):
+        build_augmentation({"degrees": 10, "translate": 0.1, "scale": [0.9, 1.1]})
+    module = build_augmentation({"_target_": "siamese_lit.data.augment.affine", "degrees": 10})
     assert isinstance(module, K.RandomAffine)
-    assert "degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=None, p=1.0" in repr(module)
 
 
 def test_bad_spec_is_a_config_error() -> None:

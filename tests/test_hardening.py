@@ -579,7 +579,14 @@ def test_sigterm_exits_143_keeps_last_ckpt_and_says_how_to_resume(tmp_path: Path
 
 
 def _trainer(step: int) -> SimpleNamespace:
-    return SimpleNamespace(current_epoch=1, global_step=step, log_every_n_steps=4, checkpoint_callback=None)
+    return SimpleNamespace(
+        current_epoch=1,
+        global_step=step,
+        log_every_n_steps=4,
+        checkpoint_callback=None,
+        state=SimpleNamespace(fn=None),  # not fitting from a checkpoint: nothing resumed from
+        ckpt_path=None,
+    )
 
 
 def test_nan_check_reads_the_device_only_every_n_steps() -> None:

@@ -22,7 +22,7 @@ BAD_CONFIGS = [
     (["+experiment=siamese", "model.objective.margin=0"], "model.objective.margin must be > 0"),
     (["+experiment=siamese", "model.objective.margin=-1.5"], "model.objective.margin must be > 0"),
     (["+experiment=siamese_triplet", "model.objective.margin=0"], "model.objective.margin must be > 0"),
-    (["+experiment=siamese", "model.embedding_dim=0"], "model.embedding_dim must be >= 1"),
+    (["+experiment=siamese", "model.embedding_dim=0"], "model.net.out_dim must be an int >= 1, got 0"),
     (["+experiment=siamese", "model.net.out_dim=5"], "model.embedding_dim=10 but the encoder outputs 5"),
     (["+experiment=siamese", "data.similar_fraction=0"], "data.similar_fraction must be in (0, 1)"),
     (["+experiment=siamese", "data.similar_fraction=1"], "data.similar_fraction must be in (0, 1)"),

@@ -116,7 +116,7 @@ def test_evaluate_wrong_kind_or_broken_checkpoint(
         ),
         (
             [f"ckpt_path={_truncated(siamese, tmp_path)}"],
-            "is not a readable checkpoint (truncated or corrupted?)",
+            "is not a readable checkpoint (truncated or corrupted?",
         ),
         ([f"ckpt_path={notes}"], "is not a readable checkpoint"),
         ([f"ckpt_path={tmp_path / 'nowhere.ckpt'}"], "does not exist"),
