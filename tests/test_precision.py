@@ -9,8 +9,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from siamese_lit.utils import precision
 from siamese_lit.models.encoders import SequenceEncoder
+from siamese_lit.utils import precision
 from siamese_lit.utils.allocator import keep_freed_memory
 
 

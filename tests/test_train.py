@@ -61,7 +61,7 @@ def test_article_models_are_what_the_experiments_build(make_cfg) -> None:
     bi = instantiate(make_cfg(["+experiment=bilstm_classifier"]).model).net
     assert (bi.rnn.hidden_size, bi.rnn.bidirectional, bi.head.in_features) == (64, True, 128)
     siamese = instantiate(make_cfg(["+experiment=siamese"]).model)
-    assert siamese.net.rnn.num_layers == 3 and siamese.net.out_dim == 10 and siamese.loss_fn.margin == 2.0
+    assert siamese.net.rnn.num_layers == 3 and siamese.net.out_dim == 10 and siamese.objective.margin == 2.0
 
 
 def test_short_classifier_run_learns(make_cfg, tmp_path: Path) -> None:
