@@ -49,6 +49,24 @@ EVAL_FIGURES = [
 ]
 
 
+#: (heading, the command that writes such a JSON, a key only it has) of the JSON sources
+JSON_KINDS = [
+    ("Speed", "`python -m siamese_lit.bench` (all figures of a column in one process).", "mode"),
+    (
+        "Using a model: gallery search and ONNX",
+        "`python -m siamese_lit.bench --inference <ckpt>` (one process; torch and onnxruntime on the "
+        "same threads).",
+        "search_qps_batched",
+    ),
+    (
+        "Digits drawn on the page",
+        "`python -m siamese_lit.demo.drawn <ckpt> --per-digit 10 --json FILE`: mouse strokes in a real "
+        "Chromium, k-NN against MNIST's 60k training images (k = 5).",
+        "drawings",
+    ),
+]
+
+
 def _load(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
@@ -69,8 +87,9 @@ def _stats(values: list[float]) -> str:
 
 def _where(provenances: list[dict[str, Any]]) -> str:
     """The commit(s), date(s), device(s) and load averages of the runs behind a row."""
+    provenances = [p for p in provenances if p]
     if not provenances:
-        return ""
+        return "commit not recorded (a run made before provenance was)"
     commits = sorted({p.get("commit", "unknown") for p in provenances})
     dates = sorted(p.get("date", "")[:10] for p in provenances)
     devices = sorted({p.get("device", "unknown device") for p in provenances})
@@ -178,15 +197,10 @@ def results(sources: Sequence[Path]) -> str:
             *eval_table(reports),
             "",
         ]
-    if benches:
-        md += [
-            "## Speed",
-            "",
-            "`python -m siamese_lit.bench` (all figures of a column in one process).",
-            "",
-            *bench_table(benches),
-            "",
-        ]
+    for title, command, key in JSON_KINDS:
+        chosen = [b for b in benches if key in b]
+        if chosen:
+            md += [f"## {title}", "", command, "", *bench_table(chosen), ""]
     md += ["Sources:", "", *(f"- `{s}`" for s in sources)]
     return "\n".join(md) + "\n"
 
