@@ -8,7 +8,6 @@ also be given in Hydra form, `images=[a.png,b.png]`.
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,52 +21,16 @@ from torchvision.utils import save_image
 from siamese_lit.data.images import load_digit
 from siamese_lit.models.loading import load_model
 from siamese_lit.utils.checkpoints import check_embedding_scale, check_finite_outputs, with_saved_data
+from siamese_lit.utils.cli_paths import positional_paths
 from siamese_lit.utils.devices import resolve_device
-from siamese_lit.utils.errors import ConfigError, check, exit_on_user_error, run_hydra
+from siamese_lit.utils.errors import check, exit_on_user_error, run_hydra
 from siamese_lit.utils.specs import check_values
 from siamese_lit.utils.values import check_seeds
 
-#: Hydra's command-line flags that take a value (the value is not an image path).
-VALUE_FLAGS = {
-    "-cp",
-    "--config-path",
-    "-cn",
-    "--config-name",
-    "-cd",
-    "--config-dir",
-    "-c",
-    "--cfg",
-    "-p",
-    "--package",
-}
-
-
-def _quote(path: str) -> str:
-    """A path as a quoted Hydra override value that reads back as exactly `path`: spaces, commas and
-    brackets kept, `${` escaped for OmegaConf (a file named `${oc.env:HOME}.png` is read as itself,
-    never interpolated), backslashes doubled where Hydra's grammar reads them (before a quote, at
-    the end) and where OmegaConf does (before `${`)."""
-    text = re.sub(r"(\\*)\$\{", lambda m: "\\" * (2 * len(m[1]) + 1) + "${", path)
-    text = re.sub(r"(\\*)'", lambda m: "\\" * (2 * len(m[1])) + "\\'", text)
-    return "'" + re.sub(r"(\\+)$", lambda m: m[1] * 2, text) + "'"
-
 
 def hydra_args(argv: list[str]) -> list[str]:
-    """The command line with its positional image paths turned into the override images=[...].
-
-    A positional argument is one with no `=` that is neither a flag nor a flag's value.
-    """
-    rest, paths = [], []
-    for i, arg in enumerate(argv):
-        positional = "=" not in arg and not arg.startswith("-") and (i == 0 or argv[i - 1] not in VALUE_FLAGS)
-        (paths if positional else rest).append(arg)
-    if not paths:
-        return rest
-    if any(a.startswith(("images=", "+images=")) for a in rest):
-        raise ConfigError(
-            "give the two images either as positional paths or as images=[a.png,b.png], not both."
-        )
-    return [*rest, "images=[" + ",".join(_quote(p) for p in paths) + "]"]
+    """The command line with its positional image paths turned into the override images=[...]."""
+    return positional_paths(argv, "images")
 
 
 def compare(cfg: DictConfig) -> dict[str, Any]:

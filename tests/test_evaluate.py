@@ -336,3 +336,18 @@ def test_evaluate_cli_refuses_a_classifier_checkpoint(tiny_classifier_run: Path,
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: ckpt_path=") and "is a classifier checkpoint; a Siamese checkpoint" in line
+
+
+@pytest.mark.parametrize("key", ["images", "queries"])
+def test_positional_paths_read_back_as_themselves_never_interpolated(key: str) -> None:
+    """compare's and search's positional paths become one Hydra override; Hydra's grammar and then
+    OmegaConf's resolution give back exactly the paths (a file named `${oc.env:HOME}.png` too)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from siamese_lit.utils.cli_paths import positional_paths
+
+    paths = ["a b.png", "c'd.png", "${oc.env:HOME}.png", "x\\${y}", "back\\", "co,m[ma].png", '"q".png']
+    (override,) = positional_paths(paths, key)
+    value = OverridesParser.create().parse_override(override).value()
+    assert OmegaConf.to_container(OmegaConf.create({key: value}), resolve=True)[key] == paths

@@ -18,39 +18,6 @@ from siamese_lit.utils.checkpoints import with_saved_data
 from siamese_lit.utils.devices import resolve_device
 from siamese_lit.utils.errors import ConfigError
 
-#: Hydra's command-line flags that take a value (that value is not a positional path).
-VALUE_FLAGS = {
-    "-cp",
-    "--config-path",
-    "-cn",
-    "--config-name",
-    "-cd",
-    "--config-dir",
-    "-c",
-    "--cfg",
-    "-p",
-    "--package",
-}
-
-
-def _quote(path: str) -> str:
-    """A path as a quoted Hydra override value (spaces, commas and brackets kept literally)."""
-    return "'" + path.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def positional_paths(argv: list[str], key: str) -> list[str]:
-    """The command line with its positional paths (no `=`, not a flag or a flag's value) turned into
-    the override `key=[...]`; ConfigError when `key=` is given as well."""
-    rest, paths = [], []
-    for i, arg in enumerate(argv):
-        positional = "=" not in arg and not arg.startswith("-") and (i == 0 or argv[i - 1] not in VALUE_FLAGS)
-        (paths if positional else rest).append(arg)
-    if not paths:
-        return rest
-    if any(a.startswith((f"{key}=", f"+{key}=")) for a in rest):
-        raise ConfigError(f"give the paths either as positional arguments or as {key}=[...], not both.")
-    return [*rest, f"{key}=[" + ",".join(_quote(p) for p in paths) + "]"]
-
 
 def check_output(value: Any, key: str, overwrite: bool, required: bool = True) -> Path | None:
     """`value` as the path of a file to write; ConfigError when it is missing (and `required`), a
