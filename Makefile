@@ -38,10 +38,10 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
 
 bench: $(STAMP)
-	$(PY) -m siamese_lit.bench $(ARGS)
+	$(PY) -m bench $(ARGS)
 
 bench-quick: $(STAMP)
-	$(PY) -m siamese_lit.bench --quick $(ARGS)
+	$(PY) -m bench --quick $(ARGS)
 
 eval: $(STAMP)  ## make eval CKPT=<siamese .ckpt> [CLASSIFIER=<classifier .ckpt>]
 	$(PY) -m siamese_lit.evaluate ckpt_path=$(CKPT) $(if $(CLASSIFIER),classifier_ckpt_path=$(CLASSIFIER)) $(ARGS)

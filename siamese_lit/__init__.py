@@ -5,7 +5,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from siamese_lit.utils import slurm_resources
+from siamese_lit.cluster import resources as slurm_resources
 from siamese_lit.utils.precision import auto_precision
 
 #: The repository root of an editable install: where `data/` and `outputs/` live by default.
@@ -17,9 +17,9 @@ def batches_of(target: str | None) -> str | None:
     objective class `target` takes (siamese_lit.objectives.base), or None without an objective."""
     if target is None:
         return None
+    from siamese_lit.checkpoints.specs import check_target
     from siamese_lit.objectives import Objective
     from siamese_lit.utils.errors import check
-    from siamese_lit.utils.specs import check_target
 
     cls = check_target(target, "model.objective")
     check(

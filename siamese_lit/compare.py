@@ -18,14 +18,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torchvision.utils import save_image
 
+from siamese_lit.checkpoints.reader import check_embedding_scale, check_finite_outputs, with_saved_data
+from siamese_lit.checkpoints.specs import check_values
+from siamese_lit.cli.paths import positional_paths
+from siamese_lit.cli.settings import check_seeds
 from siamese_lit.data.images import load_digit
 from siamese_lit.models.loading import load_model
-from siamese_lit.utils.checkpoints import check_embedding_scale, check_finite_outputs, with_saved_data
-from siamese_lit.utils.cli_paths import positional_paths
 from siamese_lit.utils.devices import resolve_device
 from siamese_lit.utils.errors import check, exit_on_user_error, run_hydra
-from siamese_lit.utils.specs import check_values
-from siamese_lit.utils.values import check_seeds
 
 
 def hydra_args(argv: list[str]) -> list[str]:

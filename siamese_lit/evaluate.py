@@ -20,6 +20,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from siamese_lit.checkpoints.reader import check_embedding_scale, check_outputs, with_saved_data
+from siamese_lit.cli.settings import check_evaluate, check_knn_k
 from siamese_lit.data.pairs import PairDataModule
 from siamese_lit.evaluation import correction as C
 from siamese_lit.evaluation import protocol as P
@@ -30,16 +32,14 @@ from siamese_lit.evaluation.retrieval import neighbours
 from siamese_lit.evaluation.robustness import corruption_names, robustness
 from siamese_lit.evaluation.scoring import score_embeddings
 from siamese_lit.models.loading import load_model
+from siamese_lit.runs.provenance import provenance
+from siamese_lit.runs.run_dir import claim_output_dir
 from siamese_lit.utils.allocator import keep_freed_memory
-from siamese_lit.utils.checkpoints import check_embedding_scale, check_outputs, with_saved_data
 from siamese_lit.utils.devices import resolve_device
 from siamese_lit.utils.errors import ConfigError, check, exit_on_user_error, run_hydra
 from siamese_lit.utils.log import log
 from siamese_lit.utils.precision import forward_context
-from siamese_lit.utils.provenance import provenance
-from siamese_lit.utils.run_dir import claim_output_dir
 from siamese_lit.utils.seeding import seeded
-from siamese_lit.utils.values import check_evaluate, check_knn_k
 
 #: evaluate's own settings and the types they take (checked before any work).
 SETTINGS = {

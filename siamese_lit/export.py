@@ -13,10 +13,10 @@ import math
 import hydra
 from omegaconf import DictConfig
 
+from siamese_lit.checkpoints.specs import check_values
 from siamese_lit.data.mnist import load_mnist
 from siamese_lit.inference.cli import check_output, load_siamese
 from siamese_lit.utils.errors import check, exit_on_user_error
-from siamese_lit.utils.specs import check_values
 
 FORMATS = ("onnx",)
 

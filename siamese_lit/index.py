@@ -16,12 +16,12 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from siamese_lit.checkpoints.specs import check_values
 from siamese_lit.data.images import ImageError
 from siamese_lit.inference.cli import check_output, load_siamese
 from siamese_lit.inference.gallery import describe_failed, folder_gallery, mnist_gallery
 from siamese_lit.inference.index import build_index, save_index
 from siamese_lit.utils.errors import check, exit_on_user_error
-from siamese_lit.utils.specs import check_values
 
 
 def make_index(cfg: DictConfig) -> dict[str, Any]:

@@ -18,9 +18,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from siamese_lit.reports.sweep_dir import mean_std, read_sweep, seed_groups
 from siamese_lit.utils.errors import DataError, exit_on_user_error
 from siamese_lit.utils.files import write_atomic
-from siamese_lit.utils.sweep_dir import mean_std, read_sweep, seed_groups
 from siamese_lit.utils.tables import flatten, markdown_table
 
 #: the test figures each kind of experiment is judged by
@@ -51,16 +51,15 @@ EVAL_FIGURES = [
 
 #: (heading, the command that writes such a JSON, a key only it has) of the JSON sources
 JSON_KINDS = [
-    ("Speed", "`python -m siamese_lit.bench` (all figures of a column in one process).", "mode"),
+    ("Speed", "`python -m bench` (all figures of a column in one process).", "mode"),
     (
         "Using a model: gallery search and ONNX",
-        "`python -m siamese_lit.bench --inference <ckpt>` (one process; torch and onnxruntime on the "
-        "same threads).",
+        "`python -m bench --inference <ckpt>` (one process; torch and onnxruntime on the same threads).",
         "search_qps_batched",
     ),
     (
         "Digits drawn on the page",
-        "`python -m siamese_lit.demo.drawn <ckpt> --per-digit 10 --json FILE`: mouse strokes in a real "
+        "`python -m bench.drawn <ckpt> --per-digit 10 --json FILE`: mouse strokes in a real "
         "Chromium, k-NN against MNIST's 60k training images (k = 5).",
         "drawings",
     ),

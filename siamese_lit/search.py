@@ -20,6 +20,8 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from siamese_lit.checkpoints.specs import check_values
+from siamese_lit.cli.paths import positional_paths
 from siamese_lit.data.images import ImageError
 from siamese_lit.inference.cli import check_output, string_list
 from siamese_lit.inference.gallery import describe_failed, query_files, read_digits
@@ -33,11 +35,9 @@ from siamese_lit.inference.index import (
 )
 from siamese_lit.inference.references import identify_by_references
 from siamese_lit.models.loading import load_model
-from siamese_lit.utils.cli_paths import positional_paths
 from siamese_lit.utils.devices import resolve_device
 from siamese_lit.utils.errors import CheckpointError, ConfigError, check, exit_on_user_error
 from siamese_lit.utils.files import finite, write_atomic
-from siamese_lit.utils.specs import check_values
 
 PROTOCOLS = ("knn", "article")
 DEFAULT_K = {"knn": 5, "article": 10}

@@ -1,7 +1,7 @@
 """`python -m siamese_lit.summarize DIR`: one row per job of a multirun, best first.
 
 Reads each job dir's `.hydra/overrides.yaml`, `.hydra/config.yaml` and `metrics.json` (or the
-`error.json` of a failed job, see siamese_lit.utils.sweep), sorts by the sweep's `optimized_metric` and
+`error.json` of a failed job, see siamese_lit.runs.sweep), sorts by the sweep's `optimized_metric` and
 writes `summary.csv` (every metric) and `summary.md` (the optimized and test metrics) into DIR.
 Jobs that differ only in `seed` are also grouped: mean ± sample std over their seeds, in summary.md
 and `summary_seeds.csv`. A job whose files are unreadable (truncated, hand-edited) is listed as
@@ -23,9 +23,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from siamese_lit.reports.sweep_dir import Sweep, mean_std, ranked, read_sweep, seed_groups, varying_keys
 from siamese_lit.utils.errors import DataError, exit_on_user_error
 from siamese_lit.utils.files import write_atomic
-from siamese_lit.utils.sweep_dir import Sweep, mean_std, ranked, read_sweep, seed_groups, varying_keys
 from siamese_lit.utils.tables import markdown_table
 
 # not siamese_lit.utils' logger: the CLI stays free of torch/Lightning imports, so it starts at once

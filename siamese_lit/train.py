@@ -11,26 +11,27 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from siamese_lit.callbacks import log_final_hparams
+from siamese_lit.checkpoints.limits import check_parameters
+from siamese_lit.checkpoints.roles import check_roles
+from siamese_lit.checkpoints.specs import build, check_spec
+from siamese_lit.cli.settings import check_run
+from siamese_lit.cluster import slurm
 from siamese_lit.models.loading import check_resume
-from siamese_lit.utils import slurm
+from siamese_lit.runs.instantiate import instantiate_callbacks, instantiate_loggers
+from siamese_lit.runs.provenance import provenance
+from siamese_lit.runs.run_dir import claim_output_dir
+from siamese_lit.runs.stopping import StopCleanly
+from siamese_lit.runs.sweep import is_multirun, objective, run_job
 from siamese_lit.utils.allocator import keep_freed_memory
 from siamese_lit.utils.errors import check, exit_on_user_error, run_hydra
 from siamese_lit.utils.files import write_json
-from siamese_lit.utils.instantiate import instantiate_callbacks, instantiate_loggers
-from siamese_lit.utils.limits import check_parameters
 from siamese_lit.utils.log import log, print_metrics, scalars
-from siamese_lit.utils.provenance import provenance
-from siamese_lit.utils.roles import check_roles
-from siamese_lit.utils.run_dir import claim_output_dir
-from siamese_lit.utils.specs import build, check_spec
-from siamese_lit.utils.stopping import StopCleanly
-from siamese_lit.utils.sweep import is_multirun, objective, run_job
-from siamese_lit.utils.values import check_run
 
 
 def check_config(cfg: DictConfig) -> None:
     """What the user can get wrong in the config, refused before any data or model work: targets a
-    model may not build, arguments of the wrong name or type (siamese_lit.utils.specs), a run of no epochs."""
+    model may not build, arguments of the wrong name or type (siamese_lit.checkpoints.specs), a run of
+    no epochs."""
     check_roles(OmegaConf.to_container(cfg.model), "model")  # each class in its place, first
     check_spec(cfg.model, "model", allowed_only=True)
     check_spec(cfg.data, "data")
@@ -78,7 +79,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    with StopCleanly(trainer):  # SIGTERM, Ctrl-C, a failed write: one line (siamese_lit.utils.stopping)
+    with StopCleanly(trainer):  # SIGTERM, Ctrl-C, a failed write: one line (siamese_lit.runs.stopping)
         metrics = _fit_and_test(cfg, trainer, model, datamodule, ckpt_path)
     if trainer.is_global_zero:
         write_json(output_dir / "provenance.json", made_at)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from siamese_lit import bench
+from bench import suite as bench
 
 RATIOS = ("pipeline_efficiency", "speedup_vs_seed", "speedup_vs_seed_b50", "pair_speedup", "eval_speedup")
 

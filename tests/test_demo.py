@@ -15,9 +15,9 @@ import torch
 from conftest import compose_cfg, run_cli
 from PIL import Image, ImageDraw
 
+from bench.strokes import TEMPLATES
 from siamese_lit.data.mnist import load_mnist
 from siamese_lit.demo.engine import Recognizer, drawing_to_gray, gallery_images, read_input
-from siamese_lit.demo.strokes import TEMPLATES
 from siamese_lit.inference.cli import load_siamese
 from siamese_lit.inference.gallery import mnist_gallery
 from siamese_lit.inference.index import build_index, save_index

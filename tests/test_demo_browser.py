@@ -18,8 +18,8 @@ import pytest
 from conftest import compose_cfg, require
 from PIL import Image
 
+from bench.strokes import PLAIN_ONE, TEMPLATES
 from siamese_lit.data.mnist import load_mnist
-from siamese_lit.demo.strokes import PLAIN_ONE, TEMPLATES
 
 pytestmark = pytest.mark.browser
 
@@ -52,7 +52,7 @@ def chromium() -> tuple[Any, str]:
         import playwright.sync_api  # noqa: F401  (the demo extra)
     except ImportError as exc:
         require("playwright", f"{exc}: make install")
-    from siamese_lit.demo import browser
+    from bench import browser
 
     chromium = browser.find_chromium()
     if chromium is None:

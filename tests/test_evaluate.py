@@ -345,7 +345,7 @@ def test_positional_paths_read_back_as_themselves_never_interpolated(key: str) -
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
-    from siamese_lit.utils.cli_paths import positional_paths
+    from siamese_lit.cli.paths import positional_paths
 
     paths = ["a b.png", "c'd.png", "${oc.env:HOME}.png", "x\\${y}", "back\\", "co,m[ma].png", '"q".png']
     (override,) = positional_paths(paths, key)

@@ -36,11 +36,11 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from siamese_lit import PROJECT_ROOT
+from siamese_lit.checkpoints.reader import saved_data_settings, with_saved_data
 from siamese_lit.data.images import load_digit
 from siamese_lit.data.mnist import MNIST_FILES, load_mnist, raw_folder
+from siamese_lit.runs.faults import StopOnNonFiniteLoss, TrainingDivergedError
 from siamese_lit.summarize import summarize
-from siamese_lit.utils.checkpoints import saved_data_settings, with_saved_data
-from siamese_lit.utils.faults import StopOnNonFiniteLoss, TrainingDivergedError
 from siamese_lit.utils.files import write_atomic, write_json
 
 MODULES = {m: f"siamese_lit.{m}" for m in ("train", "evaluate", "compare", "summarize")}
@@ -702,7 +702,7 @@ def test_data_settings_come_from_the_checkpoint_unless_given(monkeypatch: pytest
             "test_size": None,
         }
     )
-    monkeypatch.setattr("siamese_lit.utils.checkpoints.command_line_keys", lambda: {"data.mean"})
+    monkeypatch.setattr("siamese_lit.checkpoints.reader.command_line_keys", lambda: {"data.mean"})
     original = data.copy()
     data = with_saved_data(data, saved_data_settings({"datamodule_hyper_parameters": saved}), "ckpt_path")
     assert original.classes is None and original.std == 0.3081  # the caller's config is left as it was

@@ -39,8 +39,8 @@ from test_hardening import (
     _with_weights,
 )
 
+from bench.throughput import peak_rss_mib_of_training
 from siamese_lit import PROJECT_ROOT
-from siamese_lit.bench import peak_rss_mib_of_training
 from siamese_lit.data.mnist import load_mnist
 from siamese_lit.utils.errors import SiameseLitError
 

@@ -1,11 +1,11 @@
-"""The inference benchmark (siamese_lit.benchmarks.inference) runs on a real checkpoint and reports
+"""The inference benchmark (bench.inference) runs on a real checkpoint and reports
 consistent figures; the figures themselves are measured, not asserted."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from siamese_lit.benchmarks.inference import measure, to_markdown
+from bench.inference import measure, to_markdown
 
 
 def test_inference_bench_reports_every_figure(tiny_siamese_run: Path, data_dir: Path) -> None:

@@ -20,9 +20,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 
 from siamese_lit import PROJECT_ROOT
+from siamese_lit.runs.faults import RefuseUsedOutputDir, ResumableModelCheckpoint, TrainingDivergedError
 from siamese_lit.train import train
 from siamese_lit.utils.errors import ConfigError
-from siamese_lit.utils.faults import RefuseUsedOutputDir, ResumableModelCheckpoint, TrainingDivergedError
 
 # Two short epochs of a small LSTM Siamese net; batch 32 makes epochs long enough (31 steps) to
 # kill one in the middle.

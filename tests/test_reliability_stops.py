@@ -20,8 +20,8 @@ import torch
 from conftest import run_cli
 from omegaconf import OmegaConf
 
+from siamese_lit.runs.faults import RefuseUsedOutputDir
 from siamese_lit.utils.errors import exit_on_user_error
-from siamese_lit.utils.faults import RefuseUsedOutputDir
 from siamese_lit.utils.files import write_json
 
 # Two epochs of 31 steps of a small LSTM Siamese net; evaluation in batches of 100 (not one batch)

@@ -25,7 +25,7 @@ from siamese_lit.callbacks import (
     tensorboard_writer,
 )
 from siamese_lit.callbacks.figures import project_2d
-from siamese_lit.utils.instantiate import instantiate_callbacks
+from siamese_lit.runs.instantiate import instantiate_callbacks
 
 SIAMESE_IMAGES = {f"{s}/{f}" for s in ("val", "test") for f in ("pairs", "roc", "embedding_2d")}
 CLASSIFIER_IMAGES = {f"{s}/{f}" for s in ("val", "test") for f in ("confusion_matrix", "misclassified")}

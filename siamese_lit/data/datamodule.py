@@ -10,11 +10,11 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from siamese_lit.checkpoints.specs import plain
 from siamese_lit.data.augment import build_augmentation
 from siamese_lit.data.loader import BatchLoader, seeded
 from siamese_lit.data.mnist import ensure_mnist, load_mnist
 from siamese_lit.utils.errors import check
-from siamese_lit.utils.specs import plain
 
 
 class MNISTDataModule(L.LightningDataModule):

@@ -15,12 +15,12 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from siamese_lit.checkpoints.specs import check_values
 from siamese_lit.demo.engine import Recognizer, gallery_images
 from siamese_lit.inference.cli import load_siamese
 from siamese_lit.inference.gallery import mnist_gallery
 from siamese_lit.inference.index import GalleryIndex, build_index, load_index
 from siamese_lit.utils.errors import ConfigError, check, exit_on_user_error
-from siamese_lit.utils.specs import check_values
 
 #: The page has no authentication: it is served on the loopback interface only.
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

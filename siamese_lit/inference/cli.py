@@ -12,9 +12,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from siamese_lit.checkpoints.reader import with_saved_data
 from siamese_lit.inference.index import checkpoint_fingerprint
 from siamese_lit.models.loading import load_model
-from siamese_lit.utils.checkpoints import with_saved_data
 from siamese_lit.utils.devices import resolve_device
 from siamese_lit.utils.errors import ConfigError
 

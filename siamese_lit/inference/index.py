@@ -18,10 +18,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from siamese_lit.checkpoints.reader import check_embedding_scale
 from siamese_lit.inference.index_file import load_index, save_index
 from siamese_lit.inference.knn import identify, nearest
 from siamese_lit.inference.records import GalleryIndex, GalleryIndexError, Match
-from siamese_lit.utils.checkpoints import check_embedding_scale
 
 __all__ = [
     "GalleryIndex",

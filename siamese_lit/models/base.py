@@ -11,17 +11,17 @@ import lightning as L
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
+from siamese_lit.checkpoints.specs import build as build_spec
+from siamese_lit.checkpoints.specs import check_target
+from siamese_lit.runs.schedules import refit_schedules
 from siamese_lit.utils.errors import check
-from siamese_lit.utils.schedules import refit_schedules
-from siamese_lit.utils.specs import build as build_spec
-from siamese_lit.utils.specs import check_target
 
 Spec = nn.Module | Mapping[str, Any] | None
 
 
 def module_from(spec: Spec, where: str = "model.net") -> Any:
     """An nn.Module as is; a Hydra config ({_target_: ...}) instantiated if its targets are allowed
-    (siamese_lit.utils.specs: a checkpoint's hyper-parameters are such configs)."""
+    (siamese_lit.checkpoints.specs: a checkpoint's hyper-parameters are such configs)."""
     return spec if isinstance(spec, nn.Module) or spec is None else build_spec(spec, where, allowed_only=True)
 
 
@@ -83,7 +83,7 @@ class LitBase(L.LightningModule):
     def on_train_start(self) -> None:
         """A resumed run: a schedule whose length configure_optimizers took from the run (OneCycleLR's
         total_steps) is rebuilt, after the checkpoint's state was restored, for the steps taken plus
-        the steps this run still takes (siamese_lit.utils.schedules)."""
+        the steps this run still takes (siamese_lit.runs.schedules)."""
         spec = dict(self.hparams.get("scheduler") or {})
         if spec and spec.get("total_steps") is None:
             spec.pop("interval", None)

@@ -10,8 +10,8 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from siamese_lit.checkpoints.specs import plain
 from siamese_lit.models.base import LitBase, Spec, module_from
-from siamese_lit.utils.specs import plain
 
 
 class LitClassifier(LitBase):

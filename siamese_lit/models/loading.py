@@ -1,4 +1,4 @@
-"""A trained model rebuilt from a checkpoint (siamese_lit.utils.checkpoints reads and checks the file).
+"""A trained model rebuilt from a checkpoint (siamese_lit.checkpoints.reader reads and checks the file).
 
 The kinds of model a checkpoint can hold are told apart by their hyper-parameters: a checkpoint is
 whichever kind's constructor those arguments fit.
@@ -13,16 +13,16 @@ from typing import Any
 
 import torch
 
-from siamese_lit.models.base import LitBase
-from siamese_lit.models.classifier import LitClassifier
-from siamese_lit.models.siamese import LitSiamese
-from siamese_lit.utils.checkpoints import (
+from siamese_lit.checkpoints.reader import (
     check_finite,
     check_weights,
     read_checkpoint,
     saved_data_settings,
     why,
 )
+from siamese_lit.models.base import LitBase
+from siamese_lit.models.classifier import LitClassifier
+from siamese_lit.models.siamese import LitSiamese
 from siamese_lit.utils.errors import CheckpointError, find_user_error
 
 #: The kinds of checkpoint, by the name users know them under, and the experiments that make them.
@@ -82,7 +82,7 @@ def check_resume(path: str | Path, model: LitBase, trainer: Mapping[str, Any] | 
     same), or, given the run's `trainer` settings, one that has already trained as long as this run
     would (nothing left to train). Lightning then reads it again with weights_only=True
     (siamese_lit.train); the LR schedule is fitted to the new run's length after the restore
-    (siamese_lit.utils.schedules)."""
+    (siamese_lit.runs.schedules)."""
     ckpt = read_checkpoint(path, "ckpt_path")
     kind = next(name for name, (cls, _) in KINDS.items() if isinstance(model, cls))
     where = f"ckpt_path={path}"

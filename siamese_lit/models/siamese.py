@@ -9,12 +9,12 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
+from siamese_lit.checkpoints.specs import plain
 from siamese_lit.evaluation.collector import EmbeddingCollector
 from siamese_lit.evaluation.scoring import Evaluation, score_split
 from siamese_lit.models.base import LitBase, Spec, module_from
 from siamese_lit.objectives import Distance, Objective
 from siamese_lit.utils.errors import check
-from siamese_lit.utils.specs import plain
 
 
 class LitSiamese(LitBase):

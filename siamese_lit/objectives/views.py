@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from siamese_lit.checkpoints.specs import build
 from siamese_lit.objectives.base import Objective, Output
 from siamese_lit.objectives.distance import Distance
 from siamese_lit.utils.errors import check
-from siamese_lit.utils.specs import build
 
 
 class ViewObjective(Objective):

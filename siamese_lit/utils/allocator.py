@@ -4,7 +4,7 @@ glibc serves allocations above a threshold with mmap and unmaps them on free. Th
 at 128 KiB and only grows up to a freed block's size, so a step's activations and gradients (megabytes
 each for the 3x128 LSTM at batch 128) can come back as fresh pages every step: page faults and
 zeroing that can take as long as the bfloat16 step itself on a small CPU (`python -m
-siamese_lit.bench` shows the compute limit with it). Fixing the mmap threshold at glibc's maximum (32 MiB)
+bench` shows the compute limit with it). Fixing the mmap threshold at glibc's maximum (32 MiB)
 and raising the trim threshold keeps those blocks in the heap for reuse, as jemalloc or tcmalloc would.
 """
 

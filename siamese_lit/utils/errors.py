@@ -110,7 +110,7 @@ def check(condition: bool, message: str) -> None:
 @contextmanager
 def exit_on_user_error() -> Iterator[None]:
     """Turn a SiameseLitError (however wrapped) into `error: <message>` on stderr and its exit code;
-    Ctrl-C where no handler of the task's own catches it (train's: siamese_lit.utils.stopping) into
+    Ctrl-C where no handler of the task's own catches it (train's: siamese_lit.runs.stopping) into
     one line and 130, as a process killed by SIGINT."""
     try:
         yield

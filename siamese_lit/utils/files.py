@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-#: what a failed job of a multirun leaves in its dir (siamese_lit.utils.sweep), read by summarize
+#: what a failed job of a multirun leaves in its dir (siamese_lit.runs.sweep), read by summarize
 ERROR_FILE = "error.json"
 
 

@@ -1,9 +1,9 @@
-"""`python -m siamese_lit.bench [--quick]`: speed, measured side by side with the source articles' way.
+"""`python -m bench [--quick]`: speed, measured side by side with the source articles' way.
 
 Every figure is taken in this one process, so the ratios hold on a shared, noisy machine; absolute
 times mean something only on a dedicated (GPU) machine. Prints one JSON object and writes it, with a
 Markdown table, to outputs/bench/. `--inference CKPT`: only the figures of using that Siamese
-checkpoint (gallery search, ONNX against PyTorch; siamese_lit.benchmarks.inference).
+checkpoint (gallery search, ONNX against PyTorch; bench.inference).
 """
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ from typing import Any
 
 import torch
 
-from siamese_lit import PROJECT_ROOT
-from siamese_lit.benchmarks.articles import (
+from bench.articles import (
     ARTICLE_BATCH,
     seed_eval_s_estimate,
     seed_loop_img_per_s,
     seed_pair_build_s,
 )
-from siamese_lit.benchmarks.throughput import (
+from bench.throughput import (
     compose_experiment,
     compute_limit_img_per_s,
     eval_s,
@@ -35,11 +34,12 @@ from siamese_lit.benchmarks.throughput import (
     pipeline_img_per_s,
     time_to_target,
 )
+from siamese_lit import PROJECT_ROOT
 from siamese_lit.data.mnist import load_mnist
+from siamese_lit.runs.provenance import provenance
 from siamese_lit.utils.allocator import keep_freed_memory
 from siamese_lit.utils.errors import exit_on_user_error
 from siamese_lit.utils.files import write_atomic, write_json
-from siamese_lit.utils.provenance import provenance
 from siamese_lit.utils.tables import flatten, markdown_table
 
 
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     if args.inference:
-        from siamese_lit.benchmarks import inference
+        from bench import inference
 
         return inference.main([args.inference, "--out", str(args.out), *(["--quick"] if args.quick else [])])
     mode = MODES["tiny" if args.tiny else "quick" if args.quick else "full"]

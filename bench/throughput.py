@@ -1,6 +1,6 @@
 """The project's side of the speed figures: the real training pipeline, its compute limit, the pair
-sampler, the evaluation task and time to a target, each timed on its own (siamese_lit.bench runs
-them in one process, beside the articles' loops of benchmarks/articles.py)."""
+sampler, the evaluation task and time to a target, each timed on its own (bench runs
+them in one process, beside the articles' loops of bench/articles.py)."""
 
 from __future__ import annotations
 

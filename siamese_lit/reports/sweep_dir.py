@@ -1,5 +1,5 @@
 """A multirun's dir read back: its jobs (overrides, metrics or error), the metric it optimises,
-and the jobs grouped over seeds. Bounded and strict (siamese_lit.utils.bounded): a job whose files
+and the jobs grouped over seeds. Bounded and strict (siamese_lit.reports.bounded): a job whose files
 are broken or hand-edited is `unreadable`, never a reason to stop.
 """
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from siamese_lit.utils.bounded import UnreadableFile as Unreadable
-from siamese_lit.utils.bounded import load_json, load_yaml, optuna_best, select
+from siamese_lit.reports.bounded import UnreadableFile as Unreadable
+from siamese_lit.reports.bounded import load_json, load_yaml, optuna_best, select
 from siamese_lit.utils.errors import DataError
 from siamese_lit.utils.files import ERROR_FILE
 

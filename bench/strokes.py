@@ -2,7 +2,7 @@
 (the shapes a person draws with a mouse: single-line strokes, no pen pressure), and a random
 jitter of it (a small affine distortion and a wobble of every point) so that no two drawings agree.
 
-Coordinates are in the unit square, (0, 0) at the top left, as siamese_lit.demo.browser.draw takes them.
+Coordinates are in the unit square, (0, 0) at the top left, as bench.browser.draw takes them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The source articles' own loops, timed as the reference the project's pipeline is compared with.
 
 Each is written as the article does it (torchvision datasets with ToTensor, a DataLoader, one image
-or one pair at a time), not as this project would: `siamese_lit.bench` measures both in one process.
+or one pair at a time), not as this project would: `bench` measures both in one process.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader
 
-from siamese_lit.benchmarks.throughput import sync
+from bench.throughput import sync
 from siamese_lit.data.mnist import load_mnist
 
 ARTICLE_BATCH = 50

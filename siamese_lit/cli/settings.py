@@ -13,8 +13,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from siamese_lit.checkpoints.specs import check_values
 from siamese_lit.utils.errors import ConfigError, check
-from siamese_lit.utils.specs import check_values
 
 #: The seeds numpy (and so Lightning's seed_everything) accepts.
 SEED_RANGE = (0, 2**32 - 1)

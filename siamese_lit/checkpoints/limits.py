@@ -8,7 +8,7 @@ shape is compared; `num_layers=10**6` allocates until the machine runs out). Eac
 from what the file says about itself: the zip's central directory (read without inflating), a
 bounded walk of the loaded containers, and the parameter count the hyper-parameters imply, against
 the tensors the checkpoint stores and MAX_PARAMETERS. The model's own classes are the only `net` a
-checkpoint may build (siamese_lit.utils.roles), so the arithmetic covers every network it can ask for.
+checkpoint may build (siamese_lit.checkpoints.roles), so the arithmetic covers every network it can ask for.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def _mlp(spec: Mapping[str, Any], where: str) -> int:
     return sum(_linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
 
 
-#: The networks a model may build (siamese_lit.utils.roles) and the parameters their arguments imply.
+#: The networks a model may build (siamese_lit.checkpoints.roles) and the parameters their arguments imply.
 NETWORKS = {
     "siamese_lit.models.SequenceEncoder": _sequence,
     "siamese_lit.models.encoders.SequenceEncoder": _sequence,
@@ -179,7 +179,7 @@ def check_parameters(
     (wherever they are nested) would have more than MAX_PARAMETERS parameters in all, or more than
     the checkpoint stores (building them would allocate more than the file holds), or when another
     spec passes an int above MAX_ARGUMENT. A model of at most the stored size is built, and
-    siamese_lit.utils.checkpoints.check_weights names the tensor that differs."""
+    siamese_lit.checkpoints.reader.check_weights names the tensor that differs."""
     error = ConfigError if state_dict is None else CheckpointError
     total = 0
     for key, spec in _specs(hparams):

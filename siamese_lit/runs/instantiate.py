@@ -9,13 +9,13 @@ from lightning import Callback
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
+from siamese_lit.checkpoints.specs import build
 from siamese_lit.utils.errors import ConfigError
-from siamese_lit.utils.specs import build
 
 
 def instantiate_group(cfg: DictConfig | None, kind: type, group: str) -> list[Any]:
     """Instantiate each `_target_` entry of the config group `group` (callbacks, logger), its
-    arguments checked first (siamese_lit.utils.specs); null entries are off."""
+    arguments checked first (siamese_lit.checkpoints.specs); null entries are off."""
     out: list[Any] = []
     for name, spec in (cfg or {}).items():
         if isinstance(spec, Mapping) and "_target_" in spec:

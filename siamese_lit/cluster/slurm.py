@@ -30,8 +30,8 @@ import lightning as L
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_info
 
+from siamese_lit.runs.faults import ResumableModelCheckpoint
 from siamese_lit.utils.errors import Interrupted
-from siamese_lit.utils.faults import ResumableModelCheckpoint
 
 
 class TimeLimitReached(Interrupted):

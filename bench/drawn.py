@@ -1,10 +1,10 @@
 """Drawn-digit accuracy: digits drawn with the mouse on the demo page, in a real Chromium.
 
-    python -m siamese_lit.demo.drawn CKPT [--per-digit 12] [--strength 1.0] [--seed 0] [--json OUT]
+    python -m bench.drawn CKPT [--per-digit 12] [--strength 1.0] [--seed 0] [--json OUT]
         [-- demo overrides, e.g. index_path=... gallery_size=...]
 
 Serves `python -m siamese_lit.demo ckpt_path=CKPT` (its gallery: MNIST's 60k training images by
-default) and draws each digit 0-9 `--per-digit` times (siamese_lit.demo.strokes: a template under a
+default) and draws each digit 0-9 `--per-digit` times (bench.strokes: a template under a
 random jitter) on the two canvases, two drawings per Compare. Reports the k-NN accuracy of the
 predicted digit (`unknown` counts as wrong), the share of `unknown`, the confusions, and the
 verdict's accuracy on the pairs (about half of them the same digit). Mouse strokes are
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from siamese_lit.demo import browser
-from siamese_lit.demo.strokes import drawing
-from siamese_lit.utils.provenance import provenance
+from bench import browser
+from bench.strokes import drawing
+from siamese_lit.runs.provenance import provenance
 
 
 def pairs(per_digit: int, rng: np.random.Generator) -> list[tuple[int, int]]:

@@ -4,7 +4,7 @@ The network's Hydra config is in the checkpoint's hyper-parameters (siamese_lit.
 the model rebuilds itself with no other input. A checkpoint is a file from anywhere, so nothing in
 it may run code: it is read with `torch.load(weights_only=True)` (plain containers, tensors and
 numbers only; the project's checkpoints hold nothing else, so no type is allow-listed), and its
-hyper-parameters may only name the classes siamese_lit.utils.specs allows. Lightning's
+hyper-parameters may only name the classes siamese_lit.checkpoints.specs allows. Lightning's
 `load_from_checkpoint` is not used: it would instantiate before those checks. Missing, truncated
 files, the other kind of model, weights of other shapes and non-finite weights get one-line errors.
 """
@@ -20,10 +20,10 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from siamese_lit.checkpoints.limits import check_archive, check_parameters, check_structure
+from siamese_lit.checkpoints.roles import check_roles, check_tensors
+from siamese_lit.checkpoints.specs import check_spec
 from siamese_lit.utils.errors import CheckpointError
-from siamese_lit.utils.limits import check_archive, check_parameters, check_structure
-from siamese_lit.utils.roles import check_roles, check_tensors
-from siamese_lit.utils.specs import check_spec
 
 #: The data settings evaluate and compare take from the checkpoint unless given on the command line.
 SAVED_DATA_KEYS = ("classes", "test_classes", "mean", "std")

@@ -1,5 +1,5 @@
 """Guards against faults: a diverging loss, a checkpoint half-written or out of date, a failed write,
-and a run writing into another run's (or a user's) folder. Signals: siamese_lit.utils.stopping."""
+and a run writing into another run's (or a user's) folder. Signals: siamese_lit.runs.stopping."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
+from siamese_lit.runs.run_dir import claim_new_dir
 from siamese_lit.utils.errors import SiameseLitError, exit_on_user_error
-from siamese_lit.utils.run_dir import claim_new_dir
 
 
 class TrainingDivergedError(SiameseLitError):
@@ -232,7 +232,7 @@ def write_failed(trainer: L.Trainer, exc: OSError, path: Path | str | None = Non
 
 class RefuseUsedOutputDir(HydraCallback):
     """A Hydra callback: refuse a hydra.run.dir / hydra.sweep.dir that is not new or empty: another
-    run's, or a folder of the user's (siamese_lit.utils.run_dir.claim_new_dir).
+    run's, or a folder of the user's (siamese_lit.runs.run_dir.claim_new_dir).
 
     It runs before Hydra writes anything (Hydra saves .hydra/ and the log into the run dir before the
     task starts, so a task's own check would come after another run's records were overwritten).

@@ -1,7 +1,7 @@
 """What a model's hyper-parameters may hold where: each argument takes one kind of class, and a
 checkpoint's tensors are plain dense CPU tensors.
 
-The allow-list (siamese_lit.utils.specs) says which classes may be built at all; a class it admits
+The allow-list (siamese_lit.checkpoints.specs) says which classes may be built at all; a class it admits
 can still be out of place: a callback or `torch.nn.Identity` as `net`, a data module as `objective`. Built,
 such a model fails later with a traceback (or, for a data module, reads files). So each model
 argument names the kind of class it takes, checked on the class before anything is built; and the
@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
+from siamese_lit.checkpoints.limits import NETWORKS
+from siamese_lit.checkpoints.specs import _import, check_target
 from siamese_lit.utils.errors import CheckpointError, ConfigError
-from siamese_lit.utils.limits import NETWORKS
-from siamese_lit.utils.specs import _import, check_target
 
 #: model argument -> (what it is, the base classes one of which its class must subclass)
 ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -32,7 +32,7 @@ NETWORK_ROLES = ("net",)
 
 def check_roles(hparams: Mapping[str, Any], where: str, error: type[Exception] = ConfigError) -> None:
     """`error` naming the first model argument whose `_target_` is not of the kind the argument takes
-    (the networks: one of siamese_lit.utils.limits.NETWORKS)."""
+    (the networks: one of siamese_lit.checkpoints.limits.NETWORKS)."""
     for key in (*NETWORK_ROLES, *ROLES):
         spec = hparams.get(key)
         if not isinstance(spec, Mapping) or "_target_" not in spec:

@@ -1,7 +1,7 @@
 """Speed of using a trained model: exact search of the MNIST gallery, the index's size, and the
 encoder in onnxruntime against PyTorch, all measured in one process on a real checkpoint.
 
-`python -m siamese_lit.bench --inference CKPT [--quick]` (or `python -m siamese_lit.benchmarks.inference
+`python -m bench --inference CKPT [--quick]` (or `python -m bench.inference
 CKPT`). Figures (JSON and a Markdown table in outputs/bench/):
 
 - `index_build_img_per_s`, `index_mib`: embedding the 60k training images and the file's size.
@@ -40,8 +40,8 @@ from siamese_lit.inference.index import (
 )
 from siamese_lit.inference.onnx_export import INPUT, OUTPUT, PixelEncoder, export_onnx, session
 from siamese_lit.models.loading import load_model
+from siamese_lit.runs.provenance import provenance
 from siamese_lit.utils.files import write_atomic, write_json
-from siamese_lit.utils.provenance import provenance
 
 
 def _best_rate(fn: Callable[[], int], repeats: int) -> float:

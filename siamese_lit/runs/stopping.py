@@ -19,8 +19,8 @@ import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn, TrainerStatus
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from siamese_lit.runs.faults import FULL_ERRNOS, last_whole_checkpoint, write_error, write_failed
 from siamese_lit.utils.errors import Interrupted, find_user_error
-from siamese_lit.utils.faults import FULL_ERRNOS, last_whole_checkpoint, write_error, write_failed
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

@@ -1,0 +1,5 @@
+"""`python -m bench`: bench.suite."""
+
+from bench.suite import main
+
+main()

@@ -1,1 +1,0 @@
-"""What `python -m siamese_lit.bench` measures: the source articles' reference loops."""
