@@ -4,21 +4,24 @@ Each SOURCE is a multirun dir (seeds of an experiment: `train -m +experiment=NAM
 evaluate run dir (holding report.json) or a bench JSON file (outputs/bench/). The tables give each
 figure as mean ± sample std over the runs of the same experiment, with the commit(s) and date(s)
 the runs were made at and the command that made them; nothing in them is typed by hand.
+
+The sources are read only through bounded readers (siamese_lit.reports.sources): a file that cannot
+be read is named on one line of stderr with the reason, and the tables are made from the rest; the
+command exits 2 when nothing usable remains.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
+import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
-from siamese_lit.reports.sweep_dir import mean_std, read_sweep, seed_groups
+from siamese_lit.reports.sources import KINDS, SweepSource, read_sources, shown
+from siamese_lit.reports.sweep_dir import mean_std, seed_groups
 from siamese_lit.utils.errors import DataError, exit_on_user_error
 from siamese_lit.utils.files import write_atomic
 from siamese_lit.utils.tables import flatten, markdown_table
@@ -66,13 +69,6 @@ JSON_KINDS = [
 ]
 
 
-def _load(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path} is not readable JSON ({type(exc).__name__}): give run outputs.") from exc
-
-
 def _select(tree: Any, path: str) -> float | None:
     for key in path.split("/"):
         tree = tree.get(key) if isinstance(tree, dict) else None
@@ -98,30 +94,29 @@ def _where(provenances: list[dict[str, Any]]) -> str:
     return f"{', '.join(commits)} ({span}); {', '.join(devices)}{load}"
 
 
-def train_table(sweep_dirs: list[Path]) -> list[str]:
+def _figures(source: SweepSource) -> list[str] | None:
+    """The figures its kind of experiment is judged by; None (every test figure) when the jobs'
+    config names no model class."""
+    target = source.setting("model._target_", str)
+    if target is None:
+        return None
+    return TRAIN_FIGURES["siamese" if "Siamese" in target else "classifier"]
+
+
+def train_table(sweeps: list[SweepSource]) -> list[str]:
     """One row per experiment swept over seeds: its figures, mean ± std, and where they were measured."""
     rows = []
-    for sweep_dir in sweep_dirs:
-        config = OmegaConf.load(next(sweep_dir.glob("*/.hydra/config.yaml")))
-        kind = "siamese" if "Siamese" in str(config.model._target_) else "classifier"
-        for group in seed_groups(read_sweep(sweep_dir)):
-            jobs = [sweep_dir / j.name for j in group.jobs if j.status == "ok"]
-            where = _where([_load(j / "provenance.json") for j in jobs if (j / "provenance.json").is_file()])
+    for source in sweeps:
+        experiment = source.setting("task_name", str) or shown(Path(source.path.name))
+        epochs = source.setting("trainer.max_epochs", int)
+        for group in seed_groups(source.sweep):
+            where = _where([source.provenances[j.name] for j in group.jobs if j.status == "ok"])
+            wanted = _figures(source) or sorted(m for m in group.stats if m.startswith("test/"))
             figures = [
-                f"{m.removeprefix('test/')} {mean_std(*group.stats[m])}"
-                for m in TRAIN_FIGURES[kind]
-                if m in group.stats
+                f"{m.removeprefix('test/')} {mean_std(*group.stats[m])}" for m in wanted if m in group.stats
             ]
             overrides = " ".join(f"{k}={v}" for k, v in group.overrides.items())
-            rows.append(
-                [
-                    f"`{config.task_name}`",
-                    config.trainer.max_epochs,
-                    "; ".join(figures),
-                    f"`{overrides}`",
-                    where,
-                ]
-            )
+            rows.append([f"`{experiment}`", epochs, "; ".join(figures), f"`{overrides}`", where])
     header = [
         "experiment",
         "epochs",
@@ -136,9 +131,7 @@ def eval_table(reports: list[dict[str, Any]]) -> list[str]:
     """One row per experiment whose checkpoints were evaluated: each figure, mean ± std over them."""
     by_experiment: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for report in reports:
-        run_dir = Path(report["checkpoint"]).parent.parent
-        config = run_dir / ".hydra" / "config.yaml"
-        by_experiment[OmegaConf.load(config).task_name if config.is_file() else str(run_dir)].append(report)
+        by_experiment[report["experiment"]].append(report)
     rows = []
     for experiment, group in by_experiment.items():
         cells = [
@@ -158,18 +151,25 @@ def bench_table(results: list[dict[str, Any]]) -> list[str]:
     return markdown_table(header, [[n, *(f.get(n) for f in flat)] for n in names])
 
 
-def results(sources: Sequence[Path]) -> str:
-    """RESULTS.md: the tables of what `sources` hold."""
-    sweeps = [s for s in sources if s.is_dir() and any(s.glob("*/.hydra/overrides.yaml"))]
-    reports = [_load(s / "report.json") for s in sources if (s / "report.json").is_file()]
-    benches = [_load(s) for s in sources if s.is_file() and s.suffix == ".json"]
-    unknown = [
-        str(s)
-        for s in sources
-        if s not in sweeps and not (s / "report.json").is_file() and s.suffix != ".json"
-    ]
-    if unknown:
-        raise DataError(f"not a multirun dir, an evaluate run dir or a bench JSON: {', '.join(unknown)}.")
+def _warn(line: str) -> None:
+    print(f"warning: skipped {line}", file=sys.stderr, flush=True)
+
+
+def results(sources: Sequence[Path], warn: Callable[[str], None] = _warn) -> str:
+    """RESULTS.md: the tables of what `sources` hold. Each source or file that cannot be used is
+    passed to `warn` (`<path>: <reason>`) and left out; DataError when nothing usable remains."""
+    read = read_sources(list(sources), bench_keys=[key for _, _, key in JSON_KINDS])
+    sweeps, benches = read.sweeps, read.benches
+    reports, skipped = [], list(read.skipped)
+    for report in read.reports:
+        if any(_select(report, path) is not None for _, path in EVAL_FIGURES):
+            reports.append(report)
+        else:
+            skipped.append(f"{Path(report['source']) / 'report.json'}: holds none of the evaluate figures")
+    for line in skipped:
+        warn(line)
+    if not (sweeps or reports or benches):
+        raise DataError(f"nothing usable in {len(sources)} source(s) (see the lines above): give {KINDS}.")
     md = [
         "# Results",
         "",
@@ -200,7 +200,9 @@ def results(sources: Sequence[Path]) -> str:
         chosen = [b for b in benches if key in b]
         if chosen:
             md += [f"## {title}", "", command, "", *bench_table(chosen), ""]
-    md += ["Sources:", "", *(f"- `{s}`" for s in sources)]
+    md += ["Sources:", "", *(f"- `{shown(s)}`" for s in sources)]
+    if skipped:
+        md += ["", "Left out (could not be read):", "", *(f"- {line}" for line in skipped)]
     return "\n".join(md) + "\n"
 
 

@@ -57,6 +57,7 @@ def test_cli_writes_the_file_and_refuses_what_it_cannot_read(seeds: Path, tmp_pa
     proc = run_cli("siamese_lit.results", [str(tmp_path)])
     assert (
         proc.returncode == 2
-        and proc.stderr.startswith("error: not a multirun dir")
+        and proc.stderr.startswith(f"warning: skipped {tmp_path}: not a multirun dir")
+        and proc.stderr.splitlines()[-1].startswith("error: nothing usable")
         and "Traceback" not in proc.stderr
     )

@@ -31,18 +31,25 @@ class UnreadableFile(Exception):
     """A file that is not what siamese_lit writes there; the message is one line."""
 
 
+def _check_regular(path: Path, info: os.stat_result, limit: int) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise UnreadableFile(f"{path.name} is not a regular file")
+    if info.st_size > limit:
+        raise UnreadableFile(f"{path.name} is {info.st_size} bytes, more than the {limit} expected")
+
+
 def read_small(path: Path, limit: int = MAX_FILE_BYTES) -> str:
-    """The text of `path` if it is a regular file of at most `limit` bytes of UTF-8."""
+    """The text of `path` if it is a regular file of at most `limit` bytes of UTF-8. Checked before
+    it is opened (a FIFO is never opened: a reader could wake a writer waiting on it) and again on
+    the open descriptor (the file may have been replaced in between)."""
     try:
+        _check_regular(path, os.stat(path), limit)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise UnreadableFile(f"{path.name}: {type(exc).__name__}: {exc.strerror}") from exc
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise UnreadableFile(f"{path.name}: {type(exc).__name__}: {reason}") from exc
     with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise UnreadableFile(f"{path.name} is not a regular file")
-        if info.st_size > limit:
-            raise UnreadableFile(f"{path.name} is {info.st_size} bytes, more than the {limit} expected")
+        _check_regular(path, os.fstat(f.fileno()), limit)
         data = f.read(limit + 1)
     if len(data) > limit:
         raise UnreadableFile(f"{path.name} is more than the {limit} bytes expected")

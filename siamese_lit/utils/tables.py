@@ -7,9 +7,10 @@ from typing import Any
 
 
 def cell(value: Any) -> str:
-    """A value as table text: floats to 4 significant digits, None empty, pipes escaped."""
+    """A value as table text: floats to 4 significant digits, None empty, pipes escaped, line breaks
+    as spaces (a value read from a file cannot start a row of its own)."""
     text = "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
-    return text.replace("|", "\\|")
+    return " ".join(text.splitlines()).replace("|", "\\|")
 
 
 def markdown_table(header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> list[str]:
