@@ -73,9 +73,7 @@ def provenance(data: Any) -> dict[str, Any]:
     load average); the others, and anything in a value that is not a mapping, are dropped."""
     if not isinstance(data, dict):
         return {}
-    out: dict[str, Any] = {
-        k: one_line(data[k]) for k in PROVENANCE_TEXT if isinstance(data.get(k), str)
-    }
+    out: dict[str, Any] = {k: one_line(data[k]) for k in PROVENANCE_TEXT if isinstance(data.get(k), str)}
     load = data.get("load_average")
     if isinstance(load, int | float) and not isinstance(load, bool):
         out["load_average"] = float(load)
