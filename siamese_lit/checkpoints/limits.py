@@ -37,7 +37,7 @@ MAX_PARAMETERS = 50_000_000
 #: The largest int a network's arguments may hold (a width, a depth), checked before it is built.
 MAX_NETWORK_ARGUMENT = 1 << 16
 #: Modules, parameters and buffers a network may register: each costs time even on the meta device.
-MAX_PARTS = 4000
+MAX_PARTS = 2000
 #: How deep the containers of a checkpoint may nest, and how many values they may hold in all.
 MAX_DEPTH, MAX_VALUES = 32, 200_000
 
@@ -165,9 +165,10 @@ def network_parameters(spec: Mapping[str, Any], where: str) -> int:
         user_error = find_user_error(exc)
         if user_error is not None:
             raise user_error from exc
-        lines = str(exc).strip().splitlines()
+        cause = exc.__cause__ or exc  # Hydra's InstantiationException wraps what the class raised
+        lines = str(cause).strip().splitlines()
         raise ConfigError(
-            f"{where}: {spec['_target_']} cannot be built from these arguments: {type(exc).__name__}"
+            f"{where}: {spec['_target_']} cannot be built from these arguments: {type(cause).__name__}"
             + (f": {lines[0]}" if lines else "")
         ) from exc
     finally:

@@ -136,7 +136,7 @@ def check_weights(model: torch.nn.Module, state_dict: dict[str, Any], where: str
 def check_finite(model: torch.nn.Module, where: str, unset_when_nan: Collection[str] = ()) -> None:
     """CheckpointError naming the first parameter or buffer with a NaN or infinite value: such a model
     scores every input as NaN, which would read as a verdict. NaN is allowed in the buffers named in
-    `unset_when_nan`, for which the model says it means "never set" (a threshold never validated)."""
+    `unset_when_nan`, for which the model says NaN means "never set" (not a diverged run)."""
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         unset = torch.isnan(tensor) if name in unset_when_nan else torch.zeros_like(tensor, dtype=torch.bool)
         if not bool((torch.isfinite(tensor) | unset).all()):
