@@ -37,7 +37,7 @@ def _kinds(base: type) -> str:
             stack.append(sub)
             if not sub.__name__.startswith("_"):
                 found.add(sub.__name__)
-    return f": {', '.join(sorted(found))}" if 0 < len(found) <= LISTED else ""
+    return f" ({', '.join(sorted(found))})" if 0 < len(found) <= LISTED else ""
 
 
 def check_roles(
