@@ -107,3 +107,26 @@ def test_the_checkpoint_checks_import_no_lightning_and_name_no_upper_module() ->
         text = path.read_text()
         for upper in ("siamese_lit.models", "siamese_lit.objectives", "Encoder", "LitSiamese", "threshold"):
             assert upper not in text, f"{path.name} names {upper}"
+
+
+def test_a_nan_threshold_means_never_validated_a_nan_weight_is_refused(tmp_path: Path) -> None:
+    """The model says which of its buffers may be NaN (LitSiamese.unset_when_nan): the checkpoint
+    checks name no buffer of their own."""
+    from siamese_lit.models.loading import load_model
+    from siamese_lit.models.siamese import LitSiamese
+
+    hparams = {
+        "net": {"_target_": "siamese_lit.models.MLPEncoder", "hidden": [8], "out_dim": 4},
+        "objective": {"_target_": "siamese_lit.objectives.ContrastiveObjective", "margin": 2.0},
+        "optimizer": {"_target_": "torch.optim.Adam", "lr": 1e-3},
+        "embedding_dim": 4,
+    }
+    state = LitSiamese(**hparams).state_dict()
+    assert torch.isnan(state["threshold"])
+    torch.save({"state_dict": state, "hyper_parameters": hparams}, tmp_path / "unset.ckpt")
+    model, _ = load_model(tmp_path / "unset.ckpt", "Siamese")
+    assert torch.isnan(model.threshold)
+    state["net.net.0.bias"][0] = float("nan")
+    torch.save({"state_dict": state, "hyper_parameters": hparams}, tmp_path / "nan.ckpt")
+    with pytest.raises(CheckpointError, match=r"net\.net\.0\.bias holds NaN or infinite values"):
+        load_model(tmp_path / "nan.ckpt", "Siamese")
