@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch.nn.modules import module as torch_module
 
-from siamese_lit.checkpoints.specs import build, check_target
+from siamese_lit.checkpoints.specs import build, check_spec, check_target
 from siamese_lit.checkpoints.tensors import stored_values
 from siamese_lit.utils.errors import CheckpointError, ConfigError, find_user_error
 
@@ -101,7 +101,7 @@ MAX_ARGUMENT = 4096
 NOT_ALLOCATING = ("optimizer", "scheduler")
 
 
-def _specs(tree: Any, network: type) -> list[tuple[str, Mapping[str, Any], bool]]:
+def _specs(tree: Any, network: type, where: str) -> list[tuple[str, Mapping[str, Any], bool]]:
     """(key path, spec, whether it builds a `network`) of every mapping with a `_target_` in `tree`
     (bounded by check_structure), not descending into networks (their build counts what they hold).
     The targets were checked against the allow-list before (siamese_lit.checkpoints.specs)."""
@@ -111,7 +111,9 @@ def _specs(tree: Any, network: type) -> list[tuple[str, Mapping[str, Any], bool]
         if isinstance(value, Mapping):
             if "_target_" in value:
                 target = value["_target_"]
-                is_network = isinstance(target, str) and issubclass(check_target(target, key), network)
+                at = f"{where}.{key}" if key else where
+                cls = check_target(target, at) if isinstance(target, str) else None
+                is_network = cls is not None and issubclass(cls, network)
                 found.append((key, value, is_network))
                 if is_network:
                     continue
@@ -142,6 +144,8 @@ def network_parameters(spec: Mapping[str, Any], where: str) -> int:
     meta device (no values allocated) after its ints are capped; ConfigError when it takes more than
     MAX_PARTS modules, parameters and buffers, or cannot be built from these arguments."""
     _check_ints(spec, where)
+    # its classes imported here, not on the meta device (a module's own tensors would stay there)
+    check_spec(spec, where, allowed_only=True)
     parts = 0
 
     def count(*_: Any) -> None:
@@ -191,8 +195,12 @@ def check_parameters(
     model of at most the stored size is built, and siamese_lit.checkpoints.reader.check_weights
     names the tensor that differs."""
     error = ConfigError if state_dict is None else CheckpointError
+    try:
+        specs = _specs(hparams, network, where)
+    except ConfigError as exc:
+        raise error(str(exc)) from None
     total = 0
-    for key, spec, is_network in _specs(hparams, network):
+    for key, spec, is_network in specs:
         if not is_network:
             for name, value in spec.items():
                 big = isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_ARGUMENT
