@@ -12,11 +12,12 @@ from torch import nn
 
 from siamese_lit.callbacks import log_final_hparams
 from siamese_lit.checkpoints.limits import check_parameters
-from siamese_lit.checkpoints.roles import check_roles
+from siamese_lit.checkpoints.roles import NETWORK, check_roles
 from siamese_lit.checkpoints.specs import build, check_spec
 from siamese_lit.cli.settings import check_run
 from siamese_lit.cluster import slurm
 from siamese_lit.models.loading import check_resume
+from siamese_lit.models.roles import MODEL_ROLES
 from siamese_lit.runs.instantiate import instantiate_callbacks, instantiate_loggers
 from siamese_lit.runs.provenance import provenance
 from siamese_lit.runs.run_dir import claim_output_dir
@@ -32,11 +33,12 @@ def check_config(cfg: DictConfig) -> None:
     """What the user can get wrong in the config, refused before any data or model work: targets a
     model may not build, arguments of the wrong name or type (siamese_lit.checkpoints.specs), a run of
     no epochs."""
-    check_roles(OmegaConf.to_container(cfg.model), "model")  # each class in its place, first
+    check_roles(OmegaConf.to_container(cfg.model), "model", roles=MODEL_ROLES)  # classes in place, first
     check_spec(cfg.model, "model", allowed_only=True)
     check_spec(cfg.data, "data")
     check_spec(cfg.trainer, "trainer")
-    check_parameters(OmegaConf.to_container(cfg.model, resolve=True), "model")  # sizes, before building
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    check_parameters(model, "model", network=MODEL_ROLES[NETWORK])  # sizes, on the meta device
     check_run(cfg)  # seeds, precision, finite data settings, train=false with a checkpoint
     if cfg.get("train", True):
         # the optimizer's own checks (a negative learning rate...), on a stand-in parameter

@@ -55,7 +55,7 @@ HOSTILE = (
     "deep-hparams-evaluate",
     "repeating-lists-compare",
 )
-NOT_IN = "not a network: net must be one of CNNEncoder, MLPEncoder, SequenceEncoder"
+NOT_IN = r"not an Encoder: net must be a subclass of .*\.Encoder \(CNNEncoder, MLPEncoder, SequenceEncoder\)"
 
 CASES = [
     # 6. finite weights, infinite distances
@@ -170,7 +170,7 @@ CASES = [
         "datamodule-as-objective-compare",
         "compare",
         f"ckpt_path=<data_loss> {COMPARE}",
-        r"objective\._target_=siamese_lit\.data\.MNISTDataModule is not an objective",
+        r"objective\._target_=siamese_lit\.data\.MNISTDataModule is not an Objective",
     ),
     _case(
         "callback-as-net-train",

@@ -22,7 +22,7 @@ BAD_CONFIGS = [
     (["+experiment=siamese", "model.objective.margin=0"], "model.objective.margin must be > 0"),
     (["+experiment=siamese", "model.objective.margin=-1.5"], "model.objective.margin must be > 0"),
     (["+experiment=siamese_triplet", "model.objective.margin=0"], "model.objective.margin must be > 0"),
-    (["+experiment=siamese", "model.embedding_dim=0"], "model.net.out_dim must be an int >= 1, got 0"),
+    (["+experiment=siamese", "model.embedding_dim=0"], "size (out_dim, embedding_dim) must be >= 1, got 0"),
     (["+experiment=siamese", "model.net.out_dim=5"], "model.embedding_dim=10 but the encoder outputs 5"),
     (["+experiment=siamese", "data.similar_fraction=0"], "data.similar_fraction must be in (0, 1)"),
     (["+experiment=siamese", "data.similar_fraction=1"], "data.similar_fraction must be in (0, 1)"),
@@ -42,7 +42,7 @@ BAD_CONFIGS = [
         ["+experiment=siamese", "model/objective=supcon"],
         "two-view batches (a views objective) need an augmentation",
     ),
-    (["+experiment=siamese", "model.objective._target_=torch.nn.Identity"], "is not an objective"),
+    (["+experiment=siamese", "model.objective._target_=torch.nn.Identity"], "is not an Objective"),
     # caught when the optimizer is configured, after loading the data but before the first step
     (["+experiment=classifier", "trainer.max_epochs=-1"], "OneCycleLR needs the run's length"),
 ]

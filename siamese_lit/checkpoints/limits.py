@@ -6,9 +6,12 @@ the containers of its pickle (nested thousands deep, or a few lists referring to
 millions of times), and the hyper-parameters (`hidden_size=12000` builds 3.3 GB of LSTM before any
 shape is compared; `num_layers=10**6` allocates until the machine runs out). Each is refused here
 from what the file says about itself: the zip's central directory (read without inflating), a
-bounded walk of the loaded containers, and the parameter count the hyper-parameters imply, against
-the tensors the checkpoint stores and MAX_PARAMETERS. The model's own classes are the only `net` a
-checkpoint may build (siamese_lit.checkpoints.roles), so the arithmetic covers every network it can ask for.
+bounded walk of the loaded containers, and the parameter count of the network the hyper-parameters
+describe, against the values the checkpoint stores (siamese_lit.checkpoints.tensors) and
+MAX_PARAMETERS. That count is the network's own: it is built on the meta device (shapes, no
+values), so a new network needs no formula here. Its int arguments are capped first, and the
+modules, parameters and buffers it registers are counted as it is built, so the meta build itself
+stays small.
 """
 
 from __future__ import annotations
@@ -18,7 +21,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from siamese_lit.utils.errors import CheckpointError, ConfigError
+import torch
+from torch.nn.modules import module as torch_module
+
+from siamese_lit.checkpoints.specs import build, check_spec, check_target
+from siamese_lit.checkpoints.tensors import stored_values
+from siamese_lit.utils.errors import CheckpointError, ConfigError, find_user_error
 
 #: Bytes a checkpoint's entries may inflate to in all (a 50M-parameter model with Adam's two states).
 MAX_CHECKPOINT_BYTES = 1 << 30
@@ -26,6 +34,10 @@ MAX_CHECKPOINT_BYTES = 1 << 30
 MAX_RATIO = 20
 #: Parameters a model may have: 200 MB of float32 (the project's largest network has 3.2M).
 MAX_PARAMETERS = 50_000_000
+#: The largest int a network's arguments may hold (a width, a depth), checked before it is built.
+MAX_NETWORK_ARGUMENT = 1 << 16
+#: Modules, parameters and buffers a network may register: each costs time even on the meta device.
+MAX_PARTS = 2000
 #: How deep the containers of a checkpoint may nest, and how many values they may hold in all.
 MAX_DEPTH, MAX_VALUES = 32, 200_000
 
@@ -81,109 +93,115 @@ def check_structure(obj: Any, where: str) -> None:
             stack += [(v, depth + 1, f"{key}[{i}]") for i, v in enumerate(value)]
 
 
-# ---- the parameters a network's hyper-parameters imply --------------------------------------------
+# ---- the parameters of the network a model's hyper-parameters describe ------------------------------
 
-
-def _linear(fan_in: int, fan_out: int) -> int:
-    return fan_in * fan_out + fan_out
-
-
-def _int(spec: Mapping[str, Any], key: str, default: Any, where: str) -> int:
-    value = spec.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{where}.{key} must be an int >= 1, got {value!r}.")
-    return value
-
-
-def _widths(spec: Mapping[str, Any], key: str, default: list[int], where: str) -> list[int]:
-    value = spec.get(key, default)
-    if not isinstance(value, list | tuple) or len(value) > 1000:
-        raise ConfigError(f"{where}.{key} must be a list of at most 1000 widths, got {str(value)[:80]}.")
-    return [_int({key: w}, key, None, where) for w in value]
-
-
-def _sequence(spec: Mapping[str, Any], where: str) -> int:
-    hidden = _int(spec, "hidden_size", 128, where)
-    layers = _int(spec, "num_layers", 1, where)
-    inputs = _int(spec, "input_size", 28, where)
-    out_dim = _int(spec, "out_dim", 10, where)
-    directions = 2 if spec.get("bidirectional") else 1
-    gates = {"lstm": 4, "gru": 3, "rnn": 1}.get(spec.get("cell", "lstm"), 4)
-    # per direction: weight_ih (gates*H x in), weight_hh (gates*H x H), two biases (gates*H)
-    first = gates * hidden * (inputs + hidden + 2)
-    rest = gates * hidden * (hidden * directions + hidden + 2)
-    features = hidden * directions * (layers if spec.get("readout") == "layers" else 1)
-    return directions * (first + (layers - 1) * rest) + _linear(features, out_dim)
-
-
-def _cnn(spec: Mapping[str, Any], where: str) -> int:
-    channels = _int(spec, "channels", 128, where)
-    widths = [channels * 3 * 3, *_widths(spec, "hidden", [512, 128], where), _int(spec, "out_dim", 10, where)]
-    conv = channels * 25 + channels
-    return conv + sum(_linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
-
-
-def _mlp(spec: Mapping[str, Any], where: str) -> int:
-    widths = [
-        _int(spec, "input_size", 784, where),
-        *_widths(spec, "hidden", [1024, 1024], where),
-        _int(spec, "out_dim", 2, where),
-    ]
-    return sum(_linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
-
-
-#: The networks a model may build (siamese_lit.checkpoints.roles) and the parameters their arguments imply.
-NETWORKS = {
-    "siamese_lit.models.SequenceEncoder": _sequence,
-    "siamese_lit.models.encoders.SequenceEncoder": _sequence,
-    "siamese_lit.models.CNNEncoder": _cnn,
-    "siamese_lit.models.encoders.CNNEncoder": _cnn,
-    "siamese_lit.models.MLPEncoder": _mlp,
-    "siamese_lit.models.encoders.MLPEncoder": _mlp,
-}
 #: The largest int a spec other than a network may pass (a PML loss's num_classes x embedding_size
 #: allocates their product); the optimizer's and scheduler's ints allocate nothing.
 MAX_ARGUMENT = 4096
 NOT_ALLOCATING = ("optimizer", "scheduler")
 
 
-def _specs(tree: Any) -> list[tuple[str, Mapping[str, Any]]]:
-    """(key path, spec) of every mapping with a `_target_` in `tree` (bounded by check_structure)."""
+def _specs(tree: Any, network: type, where: str) -> list[tuple[str, Mapping[str, Any], bool]]:
+    """(key path, spec, whether it builds a `network`) of every mapping with a `_target_` in `tree`
+    (bounded by check_structure), not descending into networks (their build counts what they hold).
+    The targets were checked against the allow-list before (siamese_lit.checkpoints.specs)."""
     found, stack = [], [(tree, "")]
     while stack:
         value, key = stack.pop()
         if isinstance(value, Mapping):
             if "_target_" in value:
-                found.append((key, value))
+                target = value["_target_"]
+                at = f"{where}.{key}" if key else where
+                cls = check_target(target, at) if isinstance(target, str) else None
+                is_network = cls is not None and issubclass(cls, network)
+                found.append((key, value, is_network))
+                if is_network:
+                    continue
             stack += [(v, f"{key}.{k}" if key else str(k)) for k, v in value.items()]
         elif isinstance(value, list | tuple):
             stack += [(v, f"{key}[{i}]") for i, v in enumerate(value)]
     return found
 
 
-def implied_parameters(spec: Any, where: str) -> int:
-    """The parameters the network `spec` ({_target_: one of NETWORKS, ...}) would have."""
-    target = spec.get("_target_") if isinstance(spec, Mapping) else None
-    if target not in NETWORKS:
+def _check_ints(value: Any, where: str) -> None:
+    """ConfigError naming the first int in a network's arguments above MAX_NETWORK_ARGUMENT."""
+    stack = [(value, where)]
+    while stack:
+        value, key = stack.pop()
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_NETWORK_ARGUMENT:
+            raise ConfigError(
+                f"{key}={value}: more than the {MAX_NETWORK_ARGUMENT} a network's argument may be: refused "
+                "before building it."
+            )
+        if isinstance(value, Mapping):
+            stack += [(v, f"{key}.{k}") for k, v in value.items()]
+        elif isinstance(value, list | tuple):
+            stack += [(v, f"{key}[{i}]") for i, v in enumerate(value)]
+
+
+def network_parameters(spec: Mapping[str, Any], where: str) -> int:
+    """The values (parameters and buffers) of the network `spec` builds, counted on a build on the
+    meta device (no values allocated) after its ints are capped; ConfigError when it takes more than
+    MAX_PARTS modules, parameters and buffers, or cannot be built from these arguments."""
+    _check_ints(spec, where)
+    # its classes imported here, not on the meta device (a module's own tensors would stay there)
+    check_spec(spec, where, allowed_only=True)
+    parts = 0
+
+    def count(*_: Any) -> None:
+        nonlocal parts
+        parts += 1
+        if parts > MAX_PARTS:
+            raise ConfigError(
+                f"{where}: these arguments make a network of more than {MAX_PARTS} modules, parameters "
+                "and buffers: refused before building it."
+            )
+
+    hooks = [
+        torch_module.register_module_module_registration_hook(count),
+        torch_module.register_module_parameter_registration_hook(count),
+        torch_module.register_module_buffer_registration_hook(count),
+    ]
+    try:
+        with torch.device("meta"):
+            net = build(spec, where, allowed_only=True)
+    except Exception as exc:
+        user_error = find_user_error(exc)
+        if user_error is not None:
+            raise user_error from exc
+        cause = exc.__cause__ or exc  # Hydra's InstantiationException wraps what the class raised
+        lines = str(cause).strip().splitlines()
         raise ConfigError(
-            f"{where}._target_={target} is not a network a model may build: one of "
-            f"{', '.join(sorted({t.rsplit('.', 1)[1] for t in NETWORKS}))} (siamese_lit.models)."
-        )
-    return NETWORKS[target](spec, where)
+            f"{where}: {spec['_target_']} cannot be built from these arguments: {type(cause).__name__}"
+            + (f": {lines[0]}" if lines else "")
+        ) from exc
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sum(t.numel() for t in net.state_dict().values())
 
 
 def check_parameters(
-    hparams: Mapping[str, Any], where: str, state_dict: Mapping[str, Any] | None = None
+    hparams: Mapping[str, Any],
+    where: str,
+    state_dict: Mapping[str, Any] | None = None,
+    *,
+    network: type,
 ) -> None:
     """ConfigError (CheckpointError with `state_dict`) when the networks of a model's hyper-parameters
-    (wherever they are nested) would have more than MAX_PARAMETERS parameters in all, or more than
-    the checkpoint stores (building them would allocate more than the file holds), or when another
-    spec passes an int above MAX_ARGUMENT. A model of at most the stored size is built, and
-    siamese_lit.checkpoints.reader.check_weights names the tensor that differs."""
+    (the specs of subclasses of `network`, wherever they are nested) would have more than
+    MAX_PARAMETERS values in all, or more than the checkpoint's tensors store (building them would
+    allocate more than the file holds), or when another spec passes an int above MAX_ARGUMENT. A
+    model of at most the stored size is built, and siamese_lit.checkpoints.reader.check_weights
+    names the tensor that differs."""
     error = ConfigError if state_dict is None else CheckpointError
+    try:
+        specs = _specs(hparams, network, where)
+    except ConfigError as exc:
+        raise error(str(exc)) from None
     total = 0
-    for key, spec in _specs(hparams):
-        if spec.get("_target_") not in NETWORKS:
+    for key, spec, is_network in specs:
+        if not is_network:
             for name, value in spec.items():
                 big = isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_ARGUMENT
                 if big and key and not key.startswith(NOT_ALLOCATING):  # "": the model's own
@@ -193,7 +211,7 @@ def check_parameters(
                     )
             continue
         try:
-            total += implied_parameters(spec, f"{where}.{key}")
+            total += network_parameters(spec, f"{where}.{key}")
         except ConfigError as exc:
             raise error(str(exc)) from None
         if total > MAX_PARAMETERS:
@@ -204,7 +222,7 @@ def check_parameters(
             )
     if state_dict is None:
         return
-    stored = sum(t.numel() for t in state_dict.values() if hasattr(t, "numel"))
+    stored = stored_values(state_dict)
     if total > stored:
         raise error(
             f"{where}: these sizes make networks of {total} parameters but the checkpoint stores {stored} "

@@ -1,18 +1,20 @@
-"""Loading a trained model from a checkpoint, with one-line errors for the ways that goes wrong.
+"""Reading a checkpoint to rebuild a trained model from, with one-line errors for the ways that goes wrong.
 
-The network's Hydra config is in the checkpoint's hyper-parameters (siamese_lit.models.base), so
-the model rebuilds itself with no other input. A checkpoint is a file from anywhere, so nothing in
-it may run code: it is read with `torch.load(weights_only=True)` (plain containers, tensors and
-numbers only; the project's checkpoints hold nothing else, so no type is allow-listed), and its
-hyper-parameters may only name the classes siamese_lit.checkpoints.specs allows. Lightning's
-`load_from_checkpoint` is not used: it would instantiate before those checks. Missing, truncated
-files, the other kind of model, weights of other shapes and non-finite weights get one-line errors.
+The network's Hydra config is in the checkpoint's hyper-parameters, so the model rebuilds itself
+with no other input; the layer above says which class each argument takes (`roles`). A checkpoint
+is a file from anywhere, so nothing in it may run code: it is read with
+`torch.load(weights_only=True)` (plain containers, tensors and numbers only; the project's
+checkpoints hold nothing else, so no type is allow-listed), and its hyper-parameters may only name
+the classes siamese_lit.checkpoints.specs allows. Lightning's `load_from_checkpoint` is not used:
+it would instantiate before those checks. Missing, truncated files, the other kind of model,
+weights of other shapes and non-finite weights get one-line errors.
 """
 
 from __future__ import annotations
 
 import pickle
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from siamese_lit.checkpoints.limits import check_archive, check_parameters, check_structure
-from siamese_lit.checkpoints.roles import check_roles, check_tensors
+from siamese_lit.checkpoints.roles import NETWORK, Roles, check_roles
 from siamese_lit.checkpoints.specs import check_spec
+from siamese_lit.checkpoints.tensors import check_tensors
 from siamese_lit.utils.errors import CheckpointError
 
 #: The data settings evaluate and compare take from the checkpoint unless given on the command line.
@@ -35,8 +38,9 @@ def why(exc: Exception) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
-def read_checkpoint(path: str | Path | None, what: str = "ckpt_path") -> dict[str, Any]:
-    """The checkpoint dict at `path`; CheckpointError when it is not given, missing or unreadable."""
+def read_checkpoint(path: str | Path | None, what: str = "ckpt_path", *, roles: Roles) -> dict[str, Any]:
+    """The checkpoint dict at `path`, its contents checked (check_contents with `roles`);
+    CheckpointError when it is not given, missing, unreadable or refused."""
     if not path:
         raise CheckpointError(f"{what} is required: pass {what}=<run dir>/checkpoints/<name>.ckpt.")
     p = Path(path)
@@ -65,22 +69,24 @@ def read_checkpoint(path: str | Path | None, what: str = "ckpt_path") -> dict[st
         raise CheckpointError(
             f"{what}={path} is not a siamese_lit Lightning checkpoint (no state_dict/hyper_parameters)."
         )
-    check_contents(ckpt, f"{what}={path}")
+    check_contents(ckpt, f"{what}={path}", roles)
     return ckpt
 
 
-def check_contents(ckpt: dict[str, Any], where: str) -> None:
+def check_contents(ckpt: dict[str, Any], where: str, roles: Roles) -> None:
     """What a loaded checkpoint may hold, checked before anything is built from it: bounded
     containers, no ${...} (OmegaConf and Hydra would resolve it: `${oc.env:SECRET}` reads the
-    environment), allowed classes in their places, plain tensors, and sizes that fit the tensors."""
+    environment), allowed classes in their places (`roles`: model argument -> base class, the
+    network's under NETWORK), plain tensors backed by their own values, and a network that fits
+    them."""
     check_structure(ckpt, where)
     hparams = ckpt["hyper_parameters"]
     for key in ("hyper_parameters", "datamodule_hyper_parameters"):
         check_no_interpolation(ckpt.get(key), f"{where}: {key}")
-    check_roles(hparams, f"{where}: hyper-parameters", CheckpointError)
+    check_roles(hparams, f"{where}: hyper-parameters", CheckpointError, roles=roles)
     check_spec(hparams, f"{where}: hyper-parameters", allowed_only=True)
     check_tensors(ckpt["state_dict"], where)
-    check_parameters(hparams, f"{where}: hyper-parameters", ckpt["state_dict"])
+    check_parameters(hparams, f"{where}: hyper-parameters", ckpt["state_dict"], network=roles[NETWORK])
 
 
 def check_no_interpolation(obj: Any, where: str) -> None:
@@ -127,13 +133,13 @@ def check_weights(model: torch.nn.Module, state_dict: dict[str, Any], where: str
             )
 
 
-def check_finite(model: torch.nn.Module, where: str) -> None:
+def check_finite(model: torch.nn.Module, where: str, unset_when_nan: Collection[str] = ()) -> None:
     """CheckpointError naming the first parameter or buffer with a NaN or infinite value: such a model
-    scores every input as NaN, which would read as a verdict. A NaN `threshold` is allowed: it means
-    "never validated" (LitSiamese)."""
+    scores every input as NaN, which would read as a verdict. NaN is allowed in the buffers named in
+    `unset_when_nan`, for which the model says NaN means "never set" (not a diverged run)."""
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-        allowed = torch.isnan(tensor) if name == "threshold" else torch.zeros_like(tensor, dtype=torch.bool)
-        if not bool((torch.isfinite(tensor) | allowed).all()):
+        unset = torch.isnan(tensor) if name in unset_when_nan else torch.zeros_like(tensor, dtype=torch.bool)
+        if not bool((torch.isfinite(tensor) | unset).all()):
             raise CheckpointError(
                 f"{where}: {name} holds NaN or infinite values (a diverged run?): use an earlier "
                 "checkpoint of that run."

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from hydra.utils import instantiate
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import OmegaConf
 
 from siamese_lit.utils.errors import ConfigError, find_user_error
@@ -142,7 +141,7 @@ def _describe(classes: tuple[type, ...]) -> str:
 
 def _signature(cls: Any) -> tuple[set[str], dict[str, Any], bool]:
     """(argument names, their annotations, whether it takes any keyword) of a callable; for a class,
-    along its bases while each __init__ passes **kwargs on (PairDataModule -> MNISTDataModule)."""
+    along its bases while each __init__ passes **kwargs on (to its base's __init__)."""
     names: set[str] = set()
     hints: dict[str, Any] = {}
     for init in (
@@ -196,8 +195,9 @@ def check_spec(spec: Any, where: str, allowed_only: bool = False) -> None:
 
 
 #: What a class raises about bad arguments (or a setting that needs a package not installed, as
-#: trainer.accelerator=tpu); anything else is a bug and keeps its traceback.
-ARGUMENT_ERRORS = (ValueError, TypeError, ImportError, MisconfigurationException)
+#: trainer.accelerator=tpu); anything else is a bug and keeps its traceback. Lightning's
+#: MisconfigurationException is a user error to find_user_error (by name: no Lightning import here).
+ARGUMENT_ERRORS = (ValueError, TypeError, ImportError)
 
 
 def build(spec: Any, where: str, allowed_only: bool = False, **kwargs: Any) -> Any:

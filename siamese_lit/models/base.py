@@ -42,6 +42,9 @@ class LitBase(L.LightningModule):
     logged once, at the end of the epoch.
     """
 
+    #: Buffers whose NaN means "never set", not a diverged run (siamese_lit.checkpoints.reader.check_finite).
+    unset_when_nan: tuple[str, ...] = ()
+
     def __init__(self) -> None:
         super().__init__()
         self.train_metrics = nn.ModuleDict({"loss": MeanMetric()})  # "train/<name>" epoch means

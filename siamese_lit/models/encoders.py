@@ -1,6 +1,9 @@
 """Plain nn.Module encoders: usable without Lightning, shared by the classifier and the Siamese model.
 
 Each maps a batch of normalised images (B, 28, 28) (or (B, 1, 28, 28)) to vectors (B, out_dim).
+A new encoder is a subclass of Encoder and one `conf/model/net/NAME.yaml`: being a subclass is what
+lets a model (and so a checkpoint) build it as `net` (siamese_lit.models.roles), and its size is
+bounded by building it on the meta device (siamese_lit.checkpoints.limits), not by a formula.
 """
 
 from __future__ import annotations
@@ -28,7 +31,15 @@ def _in_float32(layer: nn.Module, x: Tensor) -> Tensor:
         return layer(x.float())
 
 
-class SequenceEncoder(nn.Module):
+class Encoder(nn.Module):
+    """What every network a model may build as `net` is: images (B, 28, 28) or (B, 1, 28, 28) to
+    vectors (B, out_dim), with `out_dim` kept as an attribute. Its constructor may only build the
+    network (it also runs on the meta device, where no tensor holds values)."""
+
+    out_dim: int
+
+
+class SequenceEncoder(Encoder):
     """Reads a digit as a sequence of its rows (28 steps of 28 pixels) with a recurrent network.
 
     The last layer's final hidden state (both directions when bidirectional) is projected to
@@ -101,7 +112,7 @@ class SequenceEncoder(nn.Module):
         return _in_float32(self.head, torch.cat(list(h[-self.directions :]), dim=1))
 
 
-class CNNEncoder(nn.Module):
+class CNNEncoder(Encoder):
     """The small CNN of the Siamese introduction article: Conv(1->128, k5, s3), ReLU, LRN,
     MaxPool(4, 2), Dropout, then fully connected layers down to `out_dim`."""
 
@@ -131,7 +142,7 @@ class CNNEncoder(nn.Module):
         return _in_float32(self.head[-1], hidden)
 
 
-class MLPEncoder(nn.Module):
+class MLPEncoder(Encoder):
     """The MATLAB example's MLP 784 -> 1024 -> 1024 -> out_dim, ReLU, He initialisation."""
 
     def __init__(self, input_size: int = 784, hidden: Sequence[int] = (1024, 1024), out_dim: int = 2) -> None:

@@ -22,6 +22,7 @@ from siamese_lit.checkpoints.reader import (
 )
 from siamese_lit.models.base import LitBase
 from siamese_lit.models.classifier import LitClassifier
+from siamese_lit.models.roles import MODEL_ROLES
 from siamese_lit.models.siamese import LitSiamese
 from siamese_lit.utils.errors import CheckpointError, find_user_error
 
@@ -58,7 +59,7 @@ def load_model(
     `device`, the data settings it was trained with (utils.checkpoints.saved_data_settings)): the
     caller merges those into its data config (utils.checkpoints.with_saved_data)."""
     cls, experiment = KINDS[kind]
-    ckpt = read_checkpoint(path, what)
+    ckpt = read_checkpoint(path, what, roles=MODEL_ROLES)
     where = f"{what}={path}"
     _check_kind(
         ckpt["hyper_parameters"], kind, where, f"a {kind} checkpoint is expected (trained with {experiment})"
@@ -71,7 +72,7 @@ def load_model(
         raise CheckpointError(f"{where}: cannot rebuild the {kind} model: {why(exc)}") from exc
     check_weights(model, ckpt["state_dict"], where)
     model.load_state_dict(ckpt["state_dict"])
-    check_finite(model, where)
+    check_finite(model, where, model.unset_when_nan)
     return model.eval().to(device), saved_data_settings(ckpt)
 
 
@@ -83,7 +84,7 @@ def check_resume(path: str | Path, model: LitBase, trainer: Mapping[str, Any] | 
     would (nothing left to train). Lightning then reads it again with weights_only=True
     (siamese_lit.train); the LR schedule is fitted to the new run's length after the restore
     (siamese_lit.runs.schedules)."""
-    ckpt = read_checkpoint(path, "ckpt_path")
+    ckpt = read_checkpoint(path, "ckpt_path", roles=MODEL_ROLES)
     kind = next(name for name, (cls, _) in KINDS.items() if isinstance(model, cls))
     where = f"ckpt_path={path}"
     _check_kind(ckpt["hyper_parameters"], kind, where, f"this run trains a {kind} model ({KINDS[kind][1]})")

@@ -41,6 +41,8 @@ class LitSiamese(LitBase):
         test_retrieval: compute the retrieval figures on test (every test image queries the others).
     """
 
+    unset_when_nan = ("threshold",)  # NaN: no validation ran
+
     def __init__(
         self,
         net: Spec,
