@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from hydra.utils import instantiate
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import OmegaConf
 
 from siamese_lit.utils.errors import ConfigError, find_user_error
@@ -196,8 +195,15 @@ def check_spec(spec: Any, where: str, allowed_only: bool = False) -> None:
 
 
 #: What a class raises about bad arguments (or a setting that needs a package not installed, as
-#: trainer.accelerator=tpu); anything else is a bug and keeps its traceback.
-ARGUMENT_ERRORS = (ValueError, TypeError, ImportError, MisconfigurationException)
+#: trainer.accelerator=tpu: Lightning's MisconfigurationException, told by its name so that building
+#: a checkpoint's encoder does not import Lightning); anything else is a bug and keeps its traceback.
+ARGUMENT_ERRORS = (ValueError, TypeError, ImportError)
+MISCONFIGURATION = "MisconfigurationException"
+
+
+def _is_argument_error(exc: BaseException) -> bool:
+    lightning = [c for c in type(exc).__mro__ if c.__module__.startswith("lightning")]
+    return isinstance(exc, ARGUMENT_ERRORS) or any(c.__name__ == MISCONFIGURATION for c in lightning)
 
 
 def build(spec: Any, where: str, allowed_only: bool = False, **kwargs: Any) -> Any:
@@ -212,7 +218,7 @@ def build(spec: Any, where: str, allowed_only: bool = False, **kwargs: Any) -> A
         if user_error is not None:
             raise user_error from exc
         cause = exc.__cause__ or exc
-        if not isinstance(cause, ARGUMENT_ERRORS):
+        if not _is_argument_error(cause):
             raise
         lines = str(cause).strip().splitlines()
         raise ConfigError(

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torchvision.transforms.functional import pil_to_tensor
 
 from siamese_lit.data.images import ImageError, load_digit, to_mnist
 from siamese_lit.data.mnist import load_mnist
@@ -44,7 +43,7 @@ def drawing_to_gray(value: Any) -> Tensor | None:
     img = Image.fromarray(array[..., :4] if array.shape[-1] >= 4 else array[..., :3])
     if img.mode == "RGBA":  # strokes on a transparent canvas: lay them on white
         img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img)
-    return pil_to_tensor(img.convert("L"))[0]
+    return torch.from_numpy(np.array(img.convert("L"), dtype=np.uint8))
 
 
 def read_input(drawing: Any, upload: str | Path | None, name: str) -> Tensor:
