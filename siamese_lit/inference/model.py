@@ -207,8 +207,10 @@ class SiameseModel:
         return embed_digits(self.module, digits, n.mean, n.std, batch_size)
 
     def compare(self, a: Tensor, b: Tensor) -> Comparison:
-        """The distance between two uint8 (28, 28) digits and the verdict at the threshold."""
-        embeddings = self.embed(torch.stack([a, b]))
+        """The distance between two uint8 (28, 28) digits (or their (D,) embeddings from `embed`) and
+        the verdict at the threshold."""
+        pair = torch.stack([a, b])
+        embeddings = self.embed(pair) if pair.dtype == torch.uint8 else pair
         distance = self.distance.pairwise(embeddings[:1], embeddings[1:])
         value = float(check_finite_outputs(distance, "distances", self.path or "this checkpoint"))
         return Comparison(value, value <= self.threshold.value, self.threshold)
