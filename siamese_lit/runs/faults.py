@@ -4,7 +4,6 @@ and a run writing into another run's (or a user's) folder. Signals: siamese_lit.
 from __future__ import annotations
 
 import errno
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from siamese_lit.runs.run_dir import RefuseUsedOutputDir  # noqa: F401  (its old place, for imports of it)
 from siamese_lit.utils.errors import SiameseLitError
+from siamese_lit.utils.files import replace_whole
 
 
 class TrainingDivergedError(SiameseLitError):
@@ -166,9 +166,7 @@ class ResumableModelCheckpoint(ModelCheckpoint):
                 if not tmp.is_file():  # Lightning (2.6, _atomic_save) swallows a PermissionError
                     tmp.open("wb").close()  # what its write got, raised here
                     raise OSError(errno.EIO, "the checkpoint was not written", str(path))
-                with open(tmp, "rb+") as f:
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
+                replace_whole(tmp, path)
         except BaseException as exc:
             if trainer.is_global_zero:
                 tmp.unlink(missing_ok=True)
