@@ -38,21 +38,22 @@ def export(cfg: DictConfig) -> float:
     check(cfg.tolerance >= 0, f"tolerance must be >= 0, got {cfg.tolerance}.")
     check(cfg.opset is None or 18 <= cfg.opset <= 23, f"opset must be in 18..23 or null, got {cfg.opset}.")
     output = check_output(cfg.output, "output", cfg.overwrite)
-    model, fingerprint, mean, std = load_siamese(cfg.ckpt_path, "cpu", cfg.data)
+    model = load_siamese(cfg, device="cpu")
+    mean, std = model.normalization.mean, model.normalization.std
     pixels = load_mnist(cfg.data.data_dir, train=False)[0][: cfg.check_images].float() / 255
     from siamese_lit.inference.onnx_export import export_onnx  # onnx and onnxruntime load only here
 
-    threshold = float(model.threshold)
+    threshold = model.calibrated_threshold
     metadata = {
         "mean": repr(mean),
         "std": repr(std),
         "distance": "cosine" if model.distance.normalize else "euclidean",
         "threshold": repr(threshold) if math.isfinite(threshold) else "none",
-        "fingerprint": fingerprint,
-        "embedding_dim": str(model.net.out_dim),
+        "fingerprint": model.fingerprint,
+        "embedding_dim": str(model.embedding_dim),
     }
     diff = export_onnx(
-        model,
+        model.module,
         output,
         mean=mean,
         std=std,
@@ -67,7 +68,8 @@ def export(cfg: DictConfig) -> float:
         else "not checked"
     )
     print(
-        f"wrote {output}: pixels float32 (batch, 28, 28) in [0, 1] -> embedding (batch, {model.net.out_dim})"
+        f"wrote {output}: pixels float32 (batch, 28, 28) in [0, 1] -> "
+        f"embedding (batch, {model.embedding_dim})"
     )
     print(f"normalisation (x - {mean}) / {std} and the {metadata['distance']} distance inside; {checked}")
     return diff

@@ -10,7 +10,6 @@ and left out; the others are indexed, and the command then ends with one `error:
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import hydra
@@ -20,7 +19,7 @@ from siamese_lit.checkpoints.specs import check_values
 from siamese_lit.data.images import ImageError
 from siamese_lit.inference.cli import check_output, load_siamese
 from siamese_lit.inference.gallery import describe_failed, folder_gallery, mnist_gallery
-from siamese_lit.inference.index import build_index, save_index
+from siamese_lit.inference.index import save_index
 from siamese_lit.utils.errors import check, exit_on_user_error
 
 
@@ -53,18 +52,8 @@ def make_index(cfg: DictConfig) -> dict[str, Any]:
             f"gallery={gallery}: none of its {len(items.failed)} images could be read: "
             + describe_failed(items.failed)
         )
-    model, fingerprint, mean, std = load_siamese(cfg.ckpt_path, cfg.device, cfg.data)
-    index = build_index(
-        model,
-        items.digits,
-        items.labels,
-        items.sources,
-        fingerprint=fingerprint,
-        mean=mean,
-        std=std,
-        ckpt_path=str(Path(cfg.ckpt_path).resolve()),
-        batch_size=cfg.batch_size,
-    )
+    model = load_siamese(cfg, device=cfg.device)
+    index = model.build_index(items.digits, items.labels, items.sources, batch_size=cfg.batch_size)
     save_index(index, out)
     counts = {c: index.labels.count(c) for c in index.classes}
     threshold = f"{index.threshold:.4f}" if index.threshold == index.threshold else "none (not calibrated)"

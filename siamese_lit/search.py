@@ -4,50 +4,38 @@ Each query image is brought to MNIST form (siamese_lit.data.images), embedded wi
 index was built with (or `ckpt_path=`, refused when its weights are not the index's) and answered
 against the gallery: by a vote of its k nearest items (`protocol=knn`), or by the LSTM article's
 mean distance to k references of each label (`protocol=article`); `unknown` when even the best is
-past the threshold. Prints a table; with `output=`, writes the answers as a JSON list, whole. An
-image that cannot be read is named; the others are answered, then one `error:` line (exit 2).
+past the threshold (SiameseModel's one policy: `threshold=`, else the checkpoint's, else 1.0). Prints
+a table; with `output=`, writes the answers as a JSON list, whole. An image that cannot be read is
+named; the others are answered, then one `error:` line (exit 2).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
 from siamese_lit.checkpoints.specs import check_values
 from siamese_lit.cli.paths import positional_paths
 from siamese_lit.data.images import ImageError
-from siamese_lit.inference.cli import check_output, string_list
+from siamese_lit.inference.cli import check_output, load_siamese, string_list
 from siamese_lit.inference.gallery import describe_failed, query_files, read_digits
-from siamese_lit.inference.index import (
-    GalleryIndex,
-    Match,
-    checkpoint_fingerprint,
-    embed_digits,
-    identify,
-    load_index,
-)
-from siamese_lit.inference.references import identify_by_references
-from siamese_lit.models.loading import load_model
-from siamese_lit.utils.devices import resolve_device
+from siamese_lit.inference.index import GalleryIndex, Match, load_index
+from siamese_lit.inference.model import PROTOCOLS, SiameseModel
 from siamese_lit.utils.errors import CheckpointError, ConfigError, check, exit_on_user_error
 from siamese_lit.utils.files import finite, write_atomic
 
-PROTOCOLS = ("knn", "article")
-DEFAULT_K = {"knn": 5, "article": 10}
 #: neighbours shown per query in the terminal table (all k are in the JSON)
 SHOWN = 3
 
 
-def _model(cfg: DictConfig, index: GalleryIndex) -> Any:
+def _model(cfg: DictConfig, index: GalleryIndex) -> SiameseModel:
     """The checkpoint to embed queries with: `ckpt_path`, else the index's; refused unless its weights
-    are the ones the index was built with."""
+    are the ones the index was built with. It normalises as the index was embedded."""
     path = cfg.ckpt_path or index.ckpt_path
     if not path:
         raise CheckpointError(
@@ -58,16 +46,9 @@ def _model(cfg: DictConfig, index: GalleryIndex) -> Any:
             f"index_path={cfg.index_path} was built with {path}, which is not there any more: pass "
             "ckpt_path=<that checkpoint> (its weights must be the same)."
         )
-    model, _ = load_model(path, "Siamese", resolve_device(cfg.device))  # mean, std: the index's
-    load_index(cfg.index_path, checkpoint_fingerprint(model.state_dict()))  # one line when another's
+    model = load_siamese(cfg, path, cfg.device, mean=index.mean, std=index.std)
+    load_index(cfg.index_path, model.fingerprint)  # one line when another's
     return model
-
-
-def _answers(cfg: DictConfig, index: GalleryIndex, queries: torch.Tensor, k: int) -> list[Match]:
-    threshold = index.threshold if cfg.threshold is None else float(cfg.threshold)
-    if cfg.protocol == "article":
-        return identify_by_references(index, queries, k, threshold, seed=cfg.seed)
-    return identify(index, queries, k, threshold)
 
 
 def _row(path: str, match: Match | None, error: str | None = None) -> dict[str, Any]:
@@ -111,7 +92,7 @@ def search(cfg: DictConfig) -> list[dict[str, Any]]:
         },
     )
     check(cfg.protocol in PROTOCOLS, f"protocol must be one of {list(PROTOCOLS)}, got {cfg.protocol!r}.")
-    k = DEFAULT_K[cfg.protocol] if cfg.k is None else cfg.k
+    k = PROTOCOLS[cfg.protocol] if cfg.k is None else cfg.k
     check(k >= 1, f"k must be >= 1, got {k}.")
     check(cfg.threshold is None or cfg.threshold >= 0, f"threshold must be >= 0, got {cfg.threshold}.")
     check(cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}.")
@@ -133,15 +114,14 @@ def search(cfg: DictConfig) -> list[dict[str, Any]]:
     if not digits.sources:
         raise ImageError(f"none of the query images could be read: {describe_failed(failed)}.")
     model = _model(cfg, index)
-    embeddings = embed_digits(model, digits.digits, index.mean, index.std, cfg.batch_size)
-    if not bool(torch.isfinite(embeddings).all()):
-        raise CheckpointError("the model gives NaN or infinite embeddings for these images: no answer drawn.")
-    matches = _answers(cfg, index, embeddings, k)
+    embeddings = model.embed(digits.digits, cfg.batch_size)
+    matches = model.identify(embeddings, index, k, cfg.protocol, cfg.seed)
     rows = [_row(p, m) for p, m in zip(digits.sources, matches, strict=True)]
     rows += [_row(p, None, reason) for p, reason in failed]
-    threshold = index.threshold if cfg.threshold is None else float(cfg.threshold)
-    said = f"{threshold:.4f}" if math.isfinite(threshold) else "none (never unknown)"
-    print(f"{cfg.protocol}, k={k}, threshold {said}, gallery of {len(index.labels)} ({cfg.index_path})")
+    print(
+        f"{cfg.protocol}, k={k}, threshold {model.threshold}, gallery of {len(index.labels)} "
+        f"({cfg.index_path})"
+    )
     print(_table(rows), flush=True)
     if output is not None:
         write_atomic(output, json.dumps(finite(rows), indent=2, allow_nan=False) + "\n")

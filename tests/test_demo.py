@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import compose_cfg, run_cli
+from conftest import run_cli
 from PIL import Image, ImageDraw
 
 from bench.strokes import TEMPLATES
 from siamese_lit.data.mnist import load_mnist
 from siamese_lit.demo.engine import Recognizer, drawing_to_gray, gallery_images, read_input
-from siamese_lit.inference.cli import load_siamese
+from siamese_lit.inference import SiameseModel
 from siamese_lit.inference.gallery import mnist_gallery
-from siamese_lit.inference.index import build_index, save_index
+from siamese_lit.inference.index import save_index
 
 RUNS_CODE = r"refers to [\w.]+, which a siamese_lit checkpoint never does: refused unread"
 
@@ -66,12 +66,8 @@ def world(
     torch.save({**ckpt, "payload": Image.new}, root / "pickle.ckpt")  # any global: refused unread
     other = {k: v * 1.01 if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
     torch.save({**ckpt, "state_dict": other}, root / "other.ckpt")
-    cfg = compose_cfg([], root / "run", config_name="demo")
-    model, fingerprint, mean, std = load_siamese(str(siamese), "cpu", cfg.data)
     items = mnist_gallery(data_dir, 200)
-    index = build_index(
-        model, items.digits, items.labels, items.sources, fingerprint=fingerprint, mean=mean, std=std
-    )
+    index = SiameseModel.from_checkpoint(siamese).build_index(items.digits, items.labels, items.sources)
     save_index(index, root / "index.safetensors")
     (root / "text.txt").write_text("not an index\n")
     return {
@@ -141,17 +137,10 @@ def test_a_blank_canvas_is_a_message(value: object) -> None:
 def recognizer(
     tiny_siamese_run: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Recognizer:
-    cfg = compose_cfg([], tmp_path_factory.mktemp("demo_cfg"), config_name="demo")
-    model, fingerprint, mean, std = load_siamese(
-        str(tiny_siamese_run / "checkpoints" / "last.ckpt"), "cpu", cfg.data
-    )
+    model = SiameseModel.from_checkpoint(tiny_siamese_run / "checkpoints" / "last.ckpt")
     items = mnist_gallery(data_dir, 1000)
-    index = build_index(
-        model, items.digits, items.labels, items.sources, fingerprint=fingerprint, mean=mean, std=std
-    )
-    return Recognizer(
-        model, index, mean, std, float(model.threshold), gallery_images(data_dir, index.sources)
-    )
+    index = model.build_index(items.digits, items.labels, items.sources)
+    return Recognizer(model, index, gallery_images(data_dir, index.sources))
 
 
 def test_one_blank_side_gets_its_message_and_the_other_its_answer(recognizer: Recognizer) -> None:

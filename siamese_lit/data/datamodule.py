@@ -14,6 +14,7 @@ from siamese_lit.checkpoints.specs import plain
 from siamese_lit.data.augment import build_augmentation
 from siamese_lit.data.loader import BatchLoader, seeded
 from siamese_lit.data.mnist import ensure_mnist, load_mnist
+from siamese_lit.data.normalization import Normalization
 from siamese_lit.utils.errors import check
 
 
@@ -81,6 +82,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.test_classes = sorted({int(c) for c in test_classes}) if test_classes else self.classes
         self.seed, self.split_seed = seed, split_seed
         self.mean, self.std = mean, std
+        self.normalization = Normalization(mean, std)
         self.augment = build_augmentation(plain(augment))
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
 
@@ -166,15 +168,14 @@ class MNISTDataModule(L.LightningDataModule):
 
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 (..., 28, 28) -> float, normalised."""
-        return (images.float() / 255.0 - self.mean) / self.std
+        return self.normalization(images)
 
     def prepare_training(self, images: Tensor) -> Tensor:
         """uint8 (B, 28, 28) training images -> normalised, each under its own draw of the
         augmentation policy when there is one."""
         if self.augment is None:
             return self.normalize(images)
-        x = self.augment(images.unsqueeze(1).float() / 255.0).squeeze(1)
-        return (x - self.mean) / self.std
+        return self.normalization(self.augment(images.unsqueeze(1).float() / 255.0).squeeze(1))
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         training = self.trainer is not None and self.trainer.training

@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
-from torchvision.transforms.functional import pil_to_tensor
 
 from siamese_lit.utils.errors import SiameseLitError
 
@@ -65,7 +64,7 @@ def read_gray(path: str | Path) -> Tensor:
             gray.thumbnail((MAX_SIDE, MAX_SIDE))
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageError(f"{path} is not a readable image ({type(exc).__name__}).") from exc
-    return pil_to_tensor(gray)[0]
+    return torch.from_numpy(np.array(gray, dtype=np.uint8))  # mode L: (H, W)
 
 
 def to_mnist(gray: Tensor, name: str = "image") -> Tensor:

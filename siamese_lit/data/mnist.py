@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 
 from torch import Tensor
-from torchvision.datasets import MNIST
 
 from siamese_lit.utils.errors import DataError
 
@@ -84,6 +83,8 @@ def ensure_mnist(root: str | Path, download: bool) -> None:
     """Make sure the files are in `root` (downloading them if allowed), then validate them."""
     missing = _missing(root)
     if missing and download:
+        from torchvision.datasets import MNIST  # torchvision loads only when MNIST is read
+
         try:
             for train in (True, False):
                 MNIST(str(root), train=train, download=True)
@@ -98,6 +99,8 @@ def ensure_mnist(root: str | Path, download: bool) -> None:
 
 def load_mnist(root: str | Path, train: bool) -> tuple[Tensor, Tensor]:
     """The images (N, 28, 28) uint8 and labels (N,) int64 of one MNIST split."""
+    from torchvision.datasets import MNIST  # torchvision loads only when MNIST is read
+
     validate_mnist_files(root)
     ds = MNIST(str(root), train=train, download=False)
     images, labels = ds.data.contiguous(), ds.targets.long()

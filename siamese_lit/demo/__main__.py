@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any
 
 import hydra
 from omegaconf import DictConfig
@@ -19,7 +18,8 @@ from siamese_lit.checkpoints.specs import check_values
 from siamese_lit.demo.engine import Recognizer, gallery_images
 from siamese_lit.inference.cli import load_siamese
 from siamese_lit.inference.gallery import mnist_gallery
-from siamese_lit.inference.index import GalleryIndex, build_index, load_index
+from siamese_lit.inference.index import GalleryIndex, load_index
+from siamese_lit.inference.model import SiameseModel
 from siamese_lit.utils.errors import ConfigError, check, exit_on_user_error
 
 #: The page has no authentication: it is served on the loopback interface only.
@@ -69,25 +69,11 @@ def check_port_free(host: str, port: int) -> None:
             ) from exc
 
 
-def threshold_of(cfg: DictConfig, saved: float) -> tuple[float, str]:
-    """cfg.threshold when set; else the checkpoint's (calibrated on validation pairs); else the
-    article's 1.0."""
-    if cfg.threshold is not None:
-        return float(cfg.threshold), "threshold="
-    if saved == saved:  # not NaN
-        return saved, "calibrated on validation pairs"
-    return 1.0, "the article's; the checkpoint has no calibrated threshold"
-
-
-def gallery_from_mnist(
-    model: Any, cfg: DictConfig, fingerprint: str, mean: float, std: float
-) -> GalleryIndex:
+def gallery_from_mnist(model: SiameseModel, cfg: DictConfig) -> GalleryIndex:
     """The first gallery_size MNIST training images (all by default), embedded now (timed)."""
     items = mnist_gallery(cfg.data.data_dir, cfg.gallery_size)
     start = time.perf_counter()
-    index = build_index(
-        model, items.digits, items.labels, items.sources, fingerprint=fingerprint, mean=mean, std=std
-    )
+    index = model.build_index(items.digits, items.labels, items.sources)
     seconds = time.perf_counter() - start
     print(f"gallery: {len(items.labels)} MNIST training images, embedded in {seconds:.1f} s", flush=True)
     return index
@@ -101,20 +87,19 @@ def serve(cfg: DictConfig) -> None:
         raise ConfigError(
             f"the demo needs gradio ({exc}): pip install -e '.[demo]' (make install does)."
         ) from exc
-    model, fingerprint, mean, std = load_siamese(cfg.ckpt_path, cfg.device, cfg.data)
+    model = load_siamese(cfg, device=cfg.device)
     if cfg.index_path:
-        index = load_index(cfg.index_path, fingerprint=fingerprint)
+        index = load_index(cfg.index_path, fingerprint=model.fingerprint)
         print(f"gallery: {len(index.labels)} items from index_path={cfg.index_path}", flush=True)
     else:
-        index = gallery_from_mnist(model, cfg, fingerprint, mean, std)
-    threshold, source = threshold_of(cfg, float(model.threshold))
-    print(f"threshold: {threshold:.4f} ({source})", flush=True)
+        index = gallery_from_mnist(model, cfg)
+    print(f"threshold: {model.threshold}", flush=True)
     images = gallery_images(cfg.data.data_dir, index.sources)
-    recognizer = Recognizer(model, index, mean, std, threshold, images, cfg.neighbours)
+    recognizer = Recognizer(model, index, images, cfg.neighbours)
     about = (
         f"Checkpoint `{cfg.ckpt_path}` · gallery of {len(index.labels)} digits"
         f"{f' (`{cfg.index_path}`)' if cfg.index_path else ' (MNIST training images)'}"
-        f" · threshold {threshold:.4f} ({source}) · k = {cfg.neighbours}"
+        f" · threshold {model.threshold} · k = {cfg.neighbours}"
     )
     page_module.launch(page_module.build_page(recognizer, about), cfg.host, cfg.port)
 

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torchvision.transforms.functional import pil_to_tensor
 
 from siamese_lit.data.images import ImageError, load_digit, to_mnist
 from siamese_lit.data.mnist import load_mnist
-from siamese_lit.inference.index import GalleryIndex, embed_digits, identify
+from siamese_lit.inference.model import SiameseModel
+from siamese_lit.inference.records import GalleryIndex
 
 #: A gallery item's source naming an MNIST image: `mnist:<split>:<index>` (as the index writes it).
 MNIST_SOURCE = re.compile(r"^mnist:(train|test):(\d+)$")
@@ -44,7 +44,7 @@ def drawing_to_gray(value: Any) -> Tensor | None:
     img = Image.fromarray(array[..., :4] if array.shape[-1] >= 4 else array[..., :3])
     if img.mode == "RGBA":  # strokes on a transparent canvas: lay them on white
         img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img)
-    return pil_to_tensor(img.convert("L"))[0]
+    return torch.from_numpy(np.array(img.convert("L"), dtype=np.uint8))
 
 
 def read_input(drawing: Any, upload: str | Path | None, name: str) -> Tensor:
@@ -92,23 +92,22 @@ class Answer:
 
 
 class Recognizer:
-    """A Siamese model, its normalisation and threshold, and a gallery index to search."""
+    """The page's questions put to a SiameseModel (its threshold, by the one policy) and a gallery
+    index of its weights: each side's digit, prediction and neighbours, and the pair's verdict."""
 
     def __init__(
         self,
-        model: Any,
+        model: SiameseModel,
         index: GalleryIndex,
-        mean: float,
-        std: float,
-        threshold: float,
         images: Callable[[str], np.ndarray | None],
         k: int = 5,
     ) -> None:
-        self.model, self.index, self.mean, self.std = model, index, mean, std
-        self.threshold, self.images, self.k = threshold, images, k
+        model.check_index(index)
+        self.model, self.index, self.images, self.k = model, index, images, k
 
-    def embed(self, digits: Tensor) -> Tensor:
-        return embed_digits(self.model, digits, self.mean, self.std)
+    @property
+    def threshold(self) -> float:
+        return self.model.threshold.value
 
     def answer(self, a: tuple[Any, Any], b: tuple[Any, Any]) -> Answer:
         """Both sides, each (drawing, upload); a side without a digit gets its message."""
@@ -121,16 +120,16 @@ class Recognizer:
         present = [s for s in sides if s.digit is not None]
         distance = same = None
         if present:
-            emb = self.embed(torch.stack([s.digit for s in present]))
-            matches = identify(self.index, emb, k=self.k, threshold=self.threshold)
+            emb = self.model.embed(torch.stack([s.digit for s in present]))
+            matches = self.model.identify(emb, self.index, k=self.k)
             for side, match in zip(present, matches, strict=True):
                 side.label, side.nearest = match.label, float(match.distance)
                 side.neighbours = [
                     (self.images(source), f"{label} · {dist:.3f}") for label, dist, source in match.neighbours
                 ]
             if len(present) == 2:
-                distance = float(self.model.distance.pairwise(emb[:1], emb[1:]).reshape(()))
-                same = distance <= self.threshold
+                comparison = self.model.compare(emb[0], emb[1])
+                distance, same = comparison.distance, comparison.same
         return Answer(sides, distance, same, self.threshold)
 
 

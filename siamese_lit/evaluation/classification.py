@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from siamese_lit.objectives.distance import Distance
 
@@ -49,6 +48,8 @@ def prototype_predict(queries: Tensor, gallery: Tensor, gallery_labels: Tensor, 
 
 def classification(pred: Tensor, labels: Tensor, classes: Tensor) -> dict:
     """Accuracy, accuracy per digit and confusion matrix (rows: true digit, columns: answer)."""
+    from torchmetrics.functional.classification import multiclass_confusion_matrix  # evaluate's only
+
     num = int(max(classes.max(), pred.max())) + 1
     confusion = multiclass_confusion_matrix(pred, labels, num)[classes][:, classes]
     per_digit = confusion.diagonal() / confusion.sum(1).clamp_min(1)

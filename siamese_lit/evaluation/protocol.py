@@ -16,28 +16,38 @@ from siamese_lit.objectives.distance import Distance
 from siamese_lit.utils.errors import check
 
 
-def sample_references(labels: Tensor, k: int, g: torch.Generator) -> Tensor:
-    """(N, C, k) indices into `labels`: for each image, k distinct images of each class, never itself.
+def sample_references(labels: Tensor, k: int, g: torch.Generator, queries: int | None = None) -> Tensor:
+    """k distinct images of each class of `labels` for every query, as indices into `labels`: the one
+    reference sampler of the project (evaluate's protocol and search's `protocol=article`).
 
-    Vectorised Floyd sampling (k rounds of tensor ops over all (image, class) cells at once): round
+    `queries=None`: each image of `labels` is a query, never its own reference; (N, C, k). A number:
+    that many queries from outside `labels` (search's query files against a gallery); (queries, C, k).
+    Classes are in sorted order of their labels.
+
+    Vectorised Floyd sampling (k rounds of tensor ops over all (query, class) cells at once): round
     j draws t uniform in [0, n - k + j] and keeps t unless already drawn, then takes n - k + j, which
     gives k distinct positions uniformly. An image's own class has one candidate fewer (n - 1), and
     positions at or past its own are shifted by one, so it is never its own reference.
     """
-    sampler = PairSampler(labels.cpu())
-    counts, offsets = sampler.counts, sampler.offsets
+    inside = queries is None
+    _, own, counts = torch.unique(labels.cpu(), return_inverse=True, return_counts=True)
+    table = torch.argsort(own, stable=True)  # images sorted by class, in their order within it
+    offsets = torch.cumsum(counts, 0) - counts
     check(k >= 1, f"protocol.k must be >= 1, got {k}.")
     check(
-        k < int(counts.min()),
+        k < int(counts.min()) + (not inside),
         f"protocol.k={k}: every digit needs more than k images, the rarest has {int(counts.min())}.",
     )
-    where = torch.empty_like(sampler.table)
-    where[sampler.table] = torch.arange(len(sampler.table))
-    own = torch.searchsorted(offsets, where, right=True) - 1  # class position of each image
-    local = where - offsets[own]  # its position within its class
-    n_classes = len(sampler.classes)
-    is_own = F.one_hot(own, n_classes).bool()  # (N, C)
-    n = counts.expand(len(labels), -1) - is_own.long()
+    n_classes = len(counts)
+    if inside:
+        where = torch.empty_like(table)
+        where[table] = torch.arange(len(table))
+        local = where - offsets[own]  # each image's position within its class
+        is_own = F.one_hot(own, n_classes).bool()  # (N, C)
+    else:
+        own = local = torch.zeros(queries, dtype=torch.long)
+        is_own = torch.zeros(queries, n_classes, dtype=torch.bool)
+    n = counts.expand(len(is_own), -1) - is_own.long()
     drawn = torch.empty(*n.shape, k, dtype=torch.long)
     for j in range(k):
         top = n - k + j
@@ -45,7 +55,7 @@ def sample_references(labels: Tensor, k: int, g: torch.Generator) -> Tensor:
         taken = (drawn[..., :j] == t.unsqueeze(-1)).any(-1)
         drawn[..., j] = torch.where(taken, top, t)
     drawn += (is_own.unsqueeze(-1) & (drawn >= local[:, None, None])).long()
-    return sampler.table[offsets[None, :, None] + drawn].to(labels.device)
+    return table[offsets[None, :, None] + drawn].to(labels.device)
 
 
 def reference_distances(embeddings: Tensor, refs: Tensor, distance: Distance, chunk: int = 2048) -> Tensor:

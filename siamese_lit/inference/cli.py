@@ -12,9 +12,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from siamese_lit.checkpoints.reader import with_saved_data
-from siamese_lit.inference.index import checkpoint_fingerprint
-from siamese_lit.models.loading import load_model
+from siamese_lit.checkpoints.reader import command_line_keys
+from siamese_lit.checkpoints.specs import check_values
+from siamese_lit.inference.model import SiameseModel
 from siamese_lit.utils.devices import resolve_device
 from siamese_lit.utils.errors import ConfigError
 
@@ -41,16 +41,18 @@ def check_output(value: Any, key: str, overwrite: bool, required: bool = True) -
     return path
 
 
-def load_siamese(ckpt_path: Any, device: str, data: DictConfig) -> tuple[Any, str, float, float]:
-    """(model in eval mode, checkpoint fingerprint, input mean, input std) of a Siamese checkpoint;
-    the mean and std are the ones it was trained with unless data.mean / data.std are given."""
-    model, saved = load_model(ckpt_path, "Siamese", resolve_device(device))
-    data = with_saved_data(data, saved, "ckpt_path")
-    fingerprint = checkpoint_fingerprint(model.state_dict())
-    mean, std = float(data.mean), float(data.std)
-    if not std > 0:
-        raise ConfigError(f"data.std must be > 0, got {std}.")
-    return model, fingerprint, mean, std
+def load_siamese(cfg: DictConfig, ckpt_path: Any = None, device: str = "auto", **given: Any) -> SiameseModel:
+    """The SiameseModel of `ckpt_path` (default cfg.ckpt_path) on `device`, with the input
+    normalisation it was trained with unless data.mean / data.std are given on the command line, and
+    cfg.threshold (when the command has one) under the one threshold policy."""
+    check_values(cfg, {"data.mean": (float, type(None)), "data.std": (float, type(None))})
+    keys = command_line_keys()
+    for key in ("mean", "std"):
+        if f"data.{key}" in keys and given.get(key) is None:
+            given[key] = float(OmegaConf.select(cfg, f"data.{key}"))
+    return SiameseModel.from_checkpoint(
+        ckpt_path or cfg.get("ckpt_path"), resolve_device(device), threshold=cfg.get("threshold"), **given
+    )
 
 
 def string_list(cfg: DictConfig, key: str) -> list[str]:

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from siamese_lit.checkpoints.reader import check_embedding_scale
+from siamese_lit.data.normalization import Normalization
 from siamese_lit.inference.index_file import load_index, save_index
 from siamese_lit.inference.knn import identify, nearest
 from siamese_lit.inference.records import GalleryIndex, GalleryIndexError, Match
@@ -56,7 +57,7 @@ def embed_digits(
     model: torch.nn.Module, digits_uint8: Tensor, mean: float, std: float, batch_size: int = 2048
 ) -> Tensor:
     """(N, 28, 28) uint8 MNIST-style digits -> (N, D) float32 embeddings on the CPU, in batches on
-    the model's device, normalised as in training ((x / 255 - mean) / std). Refused (one line) when
+    the model's device, normalised as in training (siamese_lit.data.normalization). Refused (one line) when
     they, or the distances between them, are not finite: index, search and the page draw no answer
     from such a model."""
     if digits_uint8.dtype != torch.uint8 or digits_uint8.dim() != 3 or digits_uint8.shape[1:] != (28, 28):
@@ -64,10 +65,8 @@ def embed_digits(
             f"expected (N, 28, 28) uint8 digits, got {tuple(digits_uint8.shape)} {digits_uint8.dtype}"
         )
     device = next(model.parameters()).device
-    out = [
-        model((chunk.to(device).float() / 255.0 - mean) / std).float().cpu()
-        for chunk in digits_uint8.split(batch_size)
-    ]
+    normalization = Normalization(mean, std)
+    out = [model(normalization(chunk.to(device))).float().cpu() for chunk in digits_uint8.split(batch_size)]
     embeddings = torch.cat(out) if out else torch.empty(0, 0)
     return check_embedding_scale(embeddings, "embeddings", "this checkpoint") if out else embeddings
 

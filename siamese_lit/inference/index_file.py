@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from siamese_lit.inference.records import GalleryIndex, GalleryIndexError
+from siamese_lit.utils.files import write_atomic
 
 #: The format tag in the metadata; a file without it is not an index of this project.
 FORMAT = "siamese_lit.index/1"
@@ -30,7 +29,7 @@ MAX_HEADER_BYTES = 100_000_000
 
 
 def save_index(index: GalleryIndex, path: str | Path) -> None:
-    """Write `index` to `path` whole (a temporary file of the same folder, renamed over `path`)."""
+    """Write `index` to `path` whole (siamese_lit.utils.files.write_atomic)."""
     path = Path(path)
     meta = {
         "labels": index.labels,
@@ -49,24 +48,8 @@ def save_index(index: GalleryIndex, path: str | Path) -> None:
             f"the labels and sources of {len(index.labels)} items take {size / 1e6:.0f} MB, more than an "
             f"index file holds ({MAX_HEADER_BYTES / 1e6:.0f} MB): split the gallery into several indexes."
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the index from the user's group
-    try:
-        save_file(
-            {"embeddings": index.embeddings.contiguous()}, tmp, metadata={"format": FORMAT, "index": text}
-        )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    data = save({"embeddings": index.embeddings.contiguous()}, metadata={"format": FORMAT, "index": text})
+    write_atomic(path, data)
 
 
 def _read_header(path: Path) -> None:

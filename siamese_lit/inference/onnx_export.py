@@ -9,8 +9,8 @@ mean, std, the calibrated threshold, the distance and the checkpoint's fingerpri
 the model's metadata_props.
 
 Written with torch.onnx (the dynamo exporter), checked with onnx's checker and run with onnxruntime
-on check images before the file is renamed into place: a graph whose embeddings differ from
-PyTorch's by more than the tolerance is never written.
+on check images before the file is written whole (siamese_lit.utils.files.write_atomic): a graph
+whose embeddings differ from PyTorch's by more than the tolerance is never written.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -29,7 +27,9 @@ import onnxruntime as ort
 import torch
 from torch import Tensor, nn
 
+from siamese_lit.data.normalization import Normalization
 from siamese_lit.utils.errors import SiameseLitError
+from siamese_lit.utils.files import write_atomic
 
 INPUT, OUTPUT = "pixels", "embedding"
 #: the largest batch the exported graph is declared for (any size up to it runs)
@@ -46,25 +46,27 @@ class PixelEncoder(nn.Module):
     def __init__(self, model: nn.Module, mean: float, std: float) -> None:
         super().__init__()
         self.net, self.distance = model.net, model.distance
-        self.mean, self.std = float(mean), float(std)
+        self.normalization = Normalization(float(mean), float(std))
 
     def forward(self, pixels: Tensor) -> Tensor:
-        return self.distance.prepare(self.net((pixels - self.mean) / self.std).float())
+        return self.distance.prepare(self.net(self.normalization(pixels)).float())
 
 
-def session(path: str | Path, threads: int | None = None) -> ort.InferenceSession:
-    """An onnxruntime CPU session of the file (threads: intra-op threads; None = onnxruntime's choice)."""
+def session(model: str | Path | bytes, threads: int | None = None) -> ort.InferenceSession:
+    """An onnxruntime CPU session of the file (or of the serialised graph); threads: intra-op
+    threads (None = onnxruntime's choice)."""
     options = ort.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
-def max_difference(encoder: PixelEncoder, onnx_path: str | Path, pixels: Tensor) -> float:
+def max_difference(encoder: PixelEncoder, onnx_model: str | Path | bytes, pixels: Tensor) -> float:
     """The largest absolute difference between onnxruntime's and PyTorch's embeddings of `pixels`."""
     with torch.no_grad():
         expected = encoder(pixels).numpy()
-    got = session(onnx_path).run([OUTPUT], {INPUT: pixels.numpy().astype(np.float32)})[0]
+    got = session(onnx_model).run([OUTPUT], {INPUT: pixels.numpy().astype(np.float32)})[0]
     return float(np.abs(got - expected).max())
 
 
@@ -106,29 +108,19 @@ def export_onnx(
     tolerance: float = 1e-4,
     opset: int | None = None,
 ) -> float:
-    """Write the encoder of `model` (a LitSiamese, moved to the CPU) to `path` as ONNX, whole, after
+    """Write the encoder of `model` (anything with its `net` and `distance`: a SiameseModel's
+    `module` or a LitSiamese; moved to the CPU) to `path` as ONNX, whole, after
     checking it on `check_pixels` ((N, 28, 28) in [0, 1]); returns the max abs difference found."""
     encoder = PixelEncoder(model.cpu().eval(), mean, std)
     proto = to_onnx(encoder, opset)
     onnx.helper.set_model_props(proto, {**metadata, "input": "pixels float32 (batch, 28, 28) in [0, 1]"})
     onnx.checker.check_model(proto)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        onnx.save_model(proto, tmp)
-        diff = max_difference(encoder, tmp, check_pixels) if len(check_pixels) else 0.0
-        if not diff <= tolerance:
-            raise ExportError(
-                f"the ONNX graph's embeddings differ from PyTorch's by {diff:.2e} (> tolerance "
-                f"{tolerance:g}) on {len(check_pixels)} check images: not written."
-            )
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    graph = proto.SerializeToString()
+    diff = max_difference(encoder, graph, check_pixels) if len(check_pixels) else 0.0
+    if not diff <= tolerance:
+        raise ExportError(
+            f"the ONNX graph's embeddings differ from PyTorch's by {diff:.2e} (> tolerance "
+            f"{tolerance:g}) on {len(check_pixels)} check images: not written."
+        )
+    write_atomic(Path(path), graph)
     return diff

@@ -8,6 +8,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
+from siamese_lit.data.normalization import MNIST_MEAN, MNIST_STD
 from siamese_lit.utils.errors import SiameseLitError
 
 
@@ -23,8 +24,8 @@ class GalleryIndex:
     threshold: float  # distance threshold calibrated in the checkpoint (NaN: none)
     normalize: bool  # the model's distance: unit-norm embeddings (cosine) when True
     fingerprint: str  # the checkpoint's fingerprint (checkpoint_fingerprint)
-    mean: float = 0.1307  # the input normalisation the model was trained with
-    std: float = 0.3081
+    mean: float = MNIST_MEAN  # the input normalisation the model was trained with
+    std: float = MNIST_STD
     ckpt_path: str = ""  # the checkpoint that embedded the gallery, as given when building
 
     def __post_init__(self) -> None:

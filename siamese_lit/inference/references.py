@@ -2,8 +2,9 @@
 
 The article's `EvaluateSiamese` labels an image by its mean distance to k reference images of each
 digit: the closest digit, or "unknown" when even that mean is past the threshold. Here the
-references are drawn (seeded) from the index's gallery, k distinct items of each label for every
-query, and the answer is siamese_lit.evaluation.protocols.answer's, as `evaluate` reports it.
+references are drawn (seeded) from the index's gallery by evaluate's sampler, k distinct items of
+each label for every query, and the answer is siamese_lit.evaluation.protocol.answer's, as
+`evaluate` reports it.
 """
 
 from __future__ import annotations
@@ -13,33 +14,28 @@ import math
 import torch
 from torch import Tensor
 
-from siamese_lit.evaluation.protocol import answer
+from siamese_lit.evaluation.protocol import answer, sample_references
 from siamese_lit.inference.records import GalleryIndex, Match
 from siamese_lit.objectives.distance import Distance
 from siamese_lit.utils.errors import ConfigError
 from siamese_lit.utils.seeding import seeded
 
-#: Query rows drawn and measured at once.
+#: Query rows measured at once.
 CHUNK = 256
 
 
 def draw_references(index: GalleryIndex, queries: int, k: int, g: torch.Generator) -> Tensor:
-    """(queries, C, k) gallery indices: k distinct items of each label (index.classes) per query."""
-    members = [torch.nonzero(index.label_ids == c).squeeze(1) for c in range(len(index.classes))]
-    rarest = min(range(len(members)), key=lambda c: len(members[c]))
-    fewest = len(members[rarest])
+    """(queries, C, k) gallery indices: k distinct items of each label (index.classes) per query,
+    drawn by evaluate's sampler (siamese_lit.evaluation.protocol.sample_references)."""
+    counts = torch.bincount(index.label_ids, minlength=len(index.classes))
+    rarest = int(counts.argmin())
+    fewest = int(counts[rarest])
     if k < 1 or k > fewest:
         raise ConfigError(
             f"k={k} references per label: must be in 1..{fewest} "
             f"(label {index.classes[rarest]} has {fewest})."
         )
-    out = torch.empty(queries, len(members), k, dtype=torch.long)
-    for start in range(0, queries, CHUNK):
-        rows = min(CHUNK, queries - start)
-        for c, m in enumerate(members):  # k distinct positions: the k largest of uniform keys
-            pick = torch.rand(rows, len(m), generator=g).topk(k, dim=1).indices
-            out[start : start + rows, c] = m[pick]
-    return out
+    return sample_references(index.label_ids, k, g, queries=queries)
 
 
 def identify_by_references(

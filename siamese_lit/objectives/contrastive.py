@@ -17,7 +17,7 @@ from typing import ClassVar
 import torch.nn.functional as F
 from torch import Tensor
 
-from siamese_lit.data.batches import DISSIMILAR, SIMILAR
+from siamese_lit.data.sampler import DISSIMILAR, SIMILAR
 from siamese_lit.objectives.base import Objective, Output
 from siamese_lit.utils.errors import check
 

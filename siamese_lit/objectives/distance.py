@@ -10,10 +10,14 @@ every ranking, nearest neighbour and AUROC is then the cosine one, and threshold
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
-from pytorch_metric_learning import distances as pml_distances
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from pytorch_metric_learning import distances as pml_distances
 
 
 class Distance(nn.Module):
@@ -40,7 +44,10 @@ class Distance(nn.Module):
         return torch.cdist(self.prepare(a), self.prepare(b))
 
     def pml(self) -> pml_distances.BaseDistance:
-        """The pytorch-metric-learning distance of the same geometry, for its losses and miners."""
+        """The pytorch-metric-learning distance of the same geometry, for its losses and miners
+        (imported here: using a trained model needs no pytorch-metric-learning)."""
+        from pytorch_metric_learning import distances as pml_distances
+
         if self.normalize:
             return pml_distances.CosineSimilarity()
         return pml_distances.LpDistance(normalize_embeddings=False, p=2, power=1)

@@ -4,7 +4,6 @@ and a run writing into another run's (or a user's) folder. Signals: siamese_lit.
 from __future__ import annotations
 
 import errno
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,15 +11,13 @@ from weakref import proxy
 
 import lightning as L
 import torch
-from hydra.experimental.callback import Callback as HydraCallback
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig
 
-from siamese_lit.runs.run_dir import claim_new_dir
-from siamese_lit.utils.errors import SiameseLitError, exit_on_user_error
+from siamese_lit.runs.run_dir import RefuseUsedOutputDir  # noqa: F401  (its old place, for imports of it)
+from siamese_lit.utils.errors import SiameseLitError
+from siamese_lit.utils.files import replace_whole
 
 
 class TrainingDivergedError(SiameseLitError):
@@ -169,9 +166,7 @@ class ResumableModelCheckpoint(ModelCheckpoint):
                 if not tmp.is_file():  # Lightning (2.6, _atomic_save) swallows a PermissionError
                     tmp.open("wb").close()  # what its write got, raised here
                     raise OSError(errno.EIO, "the checkpoint was not written", str(path))
-                with open(tmp, "rb+") as f:
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
+                replace_whole(tmp, path)
         except BaseException as exc:
             if trainer.is_global_zero:
                 tmp.unlink(missing_ok=True)
@@ -228,22 +223,3 @@ def write_failed(trainer: L.Trainer, exc: OSError, path: Path | str | None = Non
         f"cannot write {what}: {exc.strerror or exc} (epoch {trainer.current_epoch}, step "
         f"{trainer.global_step}); the run stopped, {resume}."
     )
-
-
-class RefuseUsedOutputDir(HydraCallback):
-    """A Hydra callback: refuse a hydra.run.dir / hydra.sweep.dir that is not new or empty: another
-    run's, or a folder of the user's (siamese_lit.runs.run_dir.claim_new_dir).
-
-    It runs before Hydra writes anything (Hydra saves .hydra/ and the log into the run dir before the
-    task starts, so a task's own check would come after another run's records were overwritten).
-    """
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if rank_zero_only.rank != 0:  # a DDP process that Lightning re-ran into rank 0's run dir
-            return
-        with exit_on_user_error():
-            claim_new_dir(Path(config.hydra.run.dir), markers=(".hydra", "metrics.json", "checkpoints"))
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        with exit_on_user_error():
-            claim_new_dir(Path(config.hydra.sweep.dir), markers=("multirun.yaml",))

@@ -6,8 +6,15 @@ import itertools
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from siamese_lit.utils.errors import ConfigError
+from hydra.experimental.callback import Callback as HydraCallback
+from omegaconf import DictConfig
+
+from siamese_lit.utils.errors import ConfigError, exit_on_user_error
+
+#: where a launcher puts a process's rank (Lightning's DDP, torchrun, SLURM, LSF), as Lightning reads it
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 
 
 def check_writable(output_dir: Path) -> None:
@@ -59,3 +66,32 @@ def claim_new_dir(output_dir: Path, markers: tuple[str, ...]) -> None:
             "nothing in it is overwritten. Choose a new hydra.run.dir or hydra.sweep.dir (or leave it to "
             "its timestamped default)."
         )
+
+
+class RefuseUsedOutputDir(HydraCallback):
+    """A Hydra callback: refuse a hydra.run.dir / hydra.sweep.dir that is not new or empty: another
+    run's, or a folder of the user's (siamese_lit.runs.run_dir.claim_new_dir).
+
+    It runs before Hydra writes anything (Hydra saves .hydra/ and the log into the run dir before the
+    task starts, so a task's own check would come after another run's records were overwritten).
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if _rank() != 0:  # a DDP process that Lightning re-ran into rank 0's run dir
+            return
+        with exit_on_user_error():
+            claim_new_dir(Path(config.hydra.run.dir), markers=(".hydra", "metrics.json", "checkpoints"))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        with exit_on_user_error():
+            claim_new_dir(Path(config.hydra.sweep.dir), markers=("multirun.yaml",))
+
+
+def _rank() -> int:
+    """This process's rank, from the launcher's variables (Lightning's own rule, without importing it:
+    every command's Hydra run has this callback)."""
+    for name in RANK_VARIABLES:
+        value = os.environ.get(name)
+        if value is not None:
+            return int(value)
+    return 0

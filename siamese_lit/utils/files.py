@@ -58,17 +58,25 @@ def temporary_beside(path: Path) -> tuple[int, str]:
 
 def write_atomic(path: Path, text: str | bytes) -> None:
     """Write `text` to `path` all at once: into a temporary file of the same dir, then renamed over
-    `path`, so a reader (or a killed run, or a full disk) never sees a half-written file."""
+    `path`, so a reader (or a killed run, or a full disk) never sees a half-written file. The one
+    atomic writer of the project (results, indexes, ONNX graphs, pictures; checkpoints, which
+    Lightning writes itself, through replace_whole)."""
     fd, tmp = temporary_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(text if isinstance(text, bytes) else text.encode())
-            f.flush()
-            os.fsync(f.fileno())  # on disk before the rename: a full disk fails here, not later
-        os.replace(tmp, path)
+        replace_whole(Path(tmp), path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def replace_whole(tmp: Path, path: Path) -> None:
+    """Put the finished file `tmp` in `path`'s place: synced to disk first (a full disk fails here,
+    not after the rename), then renamed over it in one step."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def write_json(path: Path, data: Mapping[str, Any], sort_keys: bool = True) -> None:

@@ -1,0 +1,150 @@
+"""SiameseModel (siamese_lit.inference.model): the commands that use a trained model start without
+Lightning, and the object built with plain torch answers as the LitSiamese of the same checkpoint."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from siamese_lit import PROJECT_ROOT
+from siamese_lit.data.mnist import load_mnist
+from siamese_lit.data.normalization import Normalization
+from siamese_lit.inference import (
+    SiameseModel,
+    checkpoint_fingerprint,
+    choose_threshold,
+    embed_digits,
+    identify,
+)
+from siamese_lit.inference.model import CLASSIFIER_ARGUMENTS, FALLBACK_THRESHOLD, SIAMESE_ARGUMENTS
+from siamese_lit.utils.errors import CheckpointError
+
+LIGHTNING_FREE = ["siamese_lit.compare", "siamese_lit.index", "siamese_lit.search", "siamese_lit.export"]
+LIGHTNING_FREE += ["siamese_lit.demo.engine"]
+
+
+@pytest.mark.parametrize("module", LIGHTNING_FREE)
+def test_the_commands_that_use_a_trained_model_import_no_lightning(module: str) -> None:
+    code = (
+        f"import sys, importlib; importlib.import_module({module!r}); "
+        "print([m for m in ('lightning', 'pytorch_lightning') if m in sys.modules])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "[]", f"{module} imports {done.stdout.strip()}"
+
+
+@pytest.mark.parametrize(
+    ("cls", "arguments"), [("LitSiamese", SIAMESE_ARGUMENTS), ("LitClassifier", CLASSIFIER_ARGUMENTS)]
+)
+def test_the_checkpoint_kinds_are_the_lightning_modules_arguments(cls: str, arguments: tuple) -> None:
+    import siamese_lit.models as models
+
+    params = inspect.signature(getattr(models, cls).__init__).parameters
+    required = {n for n, p in params.items() if n != "self" and p.default is inspect.Parameter.empty}
+    assert (required, set(params) - {"self"} - required) == arguments
+
+
+def test_one_threshold_policy_given_then_calibrated_then_the_fallback() -> None:
+    assert choose_threshold(0.5, 0.7).value == 0.5 and choose_threshold(0.5, 0.7).source == "threshold="
+    assert choose_threshold(None, 0.7).value == 0.7 and "calibrated" in choose_threshold(None, 0.7).source
+    fallback = choose_threshold(None, math.nan)
+    assert fallback.value == FALLBACK_THRESHOLD and "no calibrated threshold" in str(fallback)
+
+
+def test_the_normalisation_is_the_data_modules(data_dir: Path) -> None:
+    from siamese_lit.data import MNISTDataModule
+
+    images = load_mnist(data_dir, train=False)[0][:8]
+    dm = MNISTDataModule(str(data_dir), mean=0.2, std=0.4)
+    assert torch.equal(dm.normalize(images), Normalization(0.2, 0.4)(images))
+    assert torch.equal(Normalization(0.2, 0.4)(images.float() / 255), dm.normalize(images))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_siamese_run: Path) -> Path:
+    return tiny_siamese_run / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="module")
+def digits(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = load_mnist(data_dir, train=False)
+    return x[:300], y[:300]
+
+
+def test_embed_compare_identify_agree_with_the_lightning_model(
+    checkpoint: Path, digits, data_dir: Path
+) -> None:
+    from siamese_lit.models.loading import load_model
+
+    lit, saved = load_model(checkpoint, "Siamese")
+    model = SiameseModel.from_checkpoint(checkpoint)
+    x, _ = digits
+    normalization = Normalization(saved["mean"], saved["std"])
+    assert model.normalization == normalization
+    expected = lit.embed(normalization(x))
+    assert torch.allclose(model.embed(x, batch_size=64), expected, atol=1e-6)
+    assert model.fingerprint == checkpoint_fingerprint(lit.state_dict())
+    assert model.threshold.value == pytest.approx(float(lit.threshold))
+    assert "calibrated" in model.threshold.source
+
+    result = model.compare(x[0], x[1])
+    distance = float(lit.distance.pairwise(expected[:1], expected[1:2]))
+    assert result.distance == pytest.approx(distance, abs=1e-5)
+    assert result.same == (result.distance <= float(lit.threshold))
+
+    gallery_x, gallery_y = load_mnist(data_dir, train=True)
+    index = model.build_index(gallery_x[:500], [str(int(v)) for v in gallery_y[:500]], ["s"] * 500)
+    matches = model.identify(x[:50], index, k=3)
+    lit_matches = identify(index, embed_digits(lit, x[:50], saved["mean"], saved["std"]), k=3)
+    assert [m.label for m in matches] == [m.label for m in lit_matches]
+    assert [m.distance for m in matches] == pytest.approx([m.distance for m in lit_matches], abs=1e-5)
+    article = model.identify(x[:20], index, k=4, protocol="article", seed=1)
+    assert article == model.identify(x[:20], index, k=4, protocol="article", seed=1)  # seeded
+    assert all(len(m.neighbours) == 4 for m in article)
+
+
+def _edited(checkpoint: Path, tmp_path: Path, **state: torch.Tensor) -> Path:
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    path = tmp_path / "edited.ckpt"
+    torch.save({**saved, "state_dict": {**saved["state_dict"], **state}}, path)
+    return path
+
+
+def test_without_a_calibrated_threshold_search_and_compare_use_the_fallback(
+    checkpoint: Path, digits, data_dir: Path, tmp_path: Path
+) -> None:
+    model = SiameseModel.from_checkpoint(_edited(checkpoint, tmp_path, threshold=torch.tensor(math.nan)))
+    assert model.threshold.value == FALLBACK_THRESHOLD and math.isnan(model.calibrated_threshold)
+    x, y = digits
+    index = model.build_index(x[:100], [str(int(v)) for v in y[:100]], ["s"] * 100)
+    far = model.embed(x[100:110]) * 1000  # beyond any threshold of 1.0 from every gallery item
+    assert all(m.label == "unknown" for m in model.identify(far, index))
+    assert model.identify(x[:5], index)[0].label != "unknown"  # in the gallery: distance 0
+    assert not model.compare(far[0], far[1] * 0).same
+
+
+def test_an_index_of_other_weights_and_extra_tensors_are_refused(
+    checkpoint: Path, digits, tmp_path: Path
+) -> None:
+    model = SiameseModel.from_checkpoint(checkpoint)
+    x, y = digits
+    index = model.build_index(x[:50], [str(int(v)) for v in y[:50]], ["s"] * 50)
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    other = SiameseModel.from_checkpoint(
+        _edited(checkpoint, tmp_path, **{"net.head.bias": saved["net.head.bias"] + 1})
+    )
+    with pytest.raises(Exception, match="was built with another checkpoint"):
+        other.identify(x[:2], index)
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    with pytest.raises(CheckpointError, match=r"do not fit the model.*unexpected net\.extra"):
+        SiameseModel.from_checkpoint(_edited(checkpoint, extra, **{"net.extra": torch.zeros(3)}))
