@@ -160,7 +160,7 @@ class SiameseModel:
         state = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("objective.")}  # training's
         check_weights(module, state, where)
         module.load_state_dict(state)
-        check_finite(module, where)
+        check_finite(module, where, ("threshold",))  # NaN: never validated
         saved = saved_data_settings(ckpt)
         normalization = Normalization(
             float(saved.get("mean", MNIST_MEAN) if mean is None else mean),
