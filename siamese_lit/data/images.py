@@ -55,7 +55,10 @@ def _nominal_max(mode: str, peak: float) -> float:
 
 def _bytes_per_pixel(mode: str) -> int:
     """What PIL stores a pixel of `mode` in: several 8-bit bands take 4 bytes, one band its item size."""
-    descriptor = ImageMode.getmode(mode)
+    try:
+        descriptor = ImageMode.getmode(mode)
+    except KeyError:  # a mode PIL opens but does not describe: count it as wide
+        return 8
     return 4 if len(descriptor.bands) > 1 else np.dtype(descriptor.typestr).itemsize
 
 
