@@ -8,12 +8,13 @@ digit filling a large canvas would shrink to a few pixels. A 28x28 file is taken
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageMode, UnidentifiedImageError
 from torch import Tensor
 
 from siamese_lit.utils.errors import SiameseLitError
@@ -21,6 +22,21 @@ from siamese_lit.utils.errors import SiameseLitError
 SIZE, BOX = 28, 20
 #: Larger images are first shrunk to this side (fast, and far more than a 20x20 digit needs).
 MAX_SIDE = 512
+#: The most memory one image may take decoded (with its conversion to a mode that can be shrunk):
+#: a small compressed file can hold a huge image, so the bound is on the decoded pixels, checked
+#: from the header before anything is decoded.
+MAX_DECODED_BYTES = 128 * 2**20
+#: EXIF orientation -> the transposition that makes the image upright (as PIL's exif_transpose).
+ORIENTATION = 0x0112
+UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 class ImageError(SiameseLitError):
@@ -36,12 +52,54 @@ def _nominal_max(mode: str, peak: float) -> float:
     return next((top for top in (1.0, 255.0, 65535.0) if peak <= top and (mode == "F" or top > 1)), peak)
 
 
-def _gray(img: Image.Image) -> Image.Image:
+def _bytes_per_pixel(mode: str) -> int:
+    """What PIL stores a pixel of `mode` in: several 8-bit bands take 4 bytes, one band its item size."""
+    try:
+        descriptor = ImageMode.getmode(mode)
+    except KeyError:  # a mode PIL opens but does not describe: count it as wide
+        return 8
+    return 4 if len(descriptor.bands) > 1 else np.dtype(descriptor.typestr).itemsize
+
+
+def _shrinkable_mode(img: Image.Image) -> str:
+    """The mode `img` is converted to before it is shrunk: PIL's reduce averages neither bits,
+    palette indices nor 16-bit integers."""
+    if img.mode == "1":
+        return "L"
+    if img.mode in ("P", "PA"):
+        return "RGBA" if img.has_transparency_data else "L"
+    if img.mode.startswith("I;16"):
+        return "I"
+    return img.mode
+
+
+def decoded_bytes(img: Image.Image) -> int:
+    """The memory `img` takes decoded, plus its copy in the mode it is shrunk in (from the header)."""
+    width, height = img.size
+    per_pixel = _bytes_per_pixel(img.mode)
+    working = _shrinkable_mode(img)
+    if working != img.mode:
+        per_pixel += _bytes_per_pixel(working)
+    return width * height * per_pixel
+
+
+def _shrunk(img: Image.Image) -> Image.Image:
+    """`img` decoded and reduced by a whole factor to at most twice MAX_SIDE (box averages), so that
+    no later step copies the full-size image."""
+    img = img.convert(_shrinkable_mode(img)) if _shrinkable_mode(img) != img.mode else img
+    factor = max(img.size) // MAX_SIDE
+    return img.reduce(factor) if factor > 1 else img
+
+
+def _gray(img: Image.Image, name: str, file_mode: str) -> Image.Image:
     """Any PIL mode as "L" with its grey levels: PIL's own convert clips 16-bit and 32-bit values at
-    255 (a 16-bit scan would turn white) and scales no float range; transparency goes on white."""
+    255 (a 16-bit scan would turn white) and scales no float range; transparency goes on white.
+    `file_mode` is the mode of the file (a 16-bit image is shrunk as 32-bit "I"): its white."""
     if img.mode.startswith(("I", "F")):
         values = np.asarray(img, dtype=np.float64)
-        top = _nominal_max(img.mode, float(values.max(initial=0.0)))
+        if not np.isfinite(values).all():
+            raise ImageError(f"{name} holds non-finite pixels (NaN or infinity): not an image of a digit.")
+        top = _nominal_max(file_mode, float(values.max(initial=0.0)))
         return Image.fromarray((values.clip(0, top) * (255 / top)).round().astype(np.uint8), "L")
     if img.mode == "LAB":  # no conversion from LAB in PIL; L is its lightness
         return img.getchannel("L")
@@ -58,13 +116,32 @@ def read_gray(path: str | Path) -> Tensor:
     if p.stat().st_size == 0:
         raise ImageError(f"{path} is empty: not an image.")
     try:
-        with Image.open(p) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the bound below is ours
+            img = Image.open(p)
+        with img:
             img.draft("L", (MAX_SIDE, MAX_SIDE))  # JPEG: decode straight at a reduced size
-            gray = _gray(ImageOps.exif_transpose(img))
+            _check_decoded_size(img, path)
+            small = _shrunk(img)
+            gray = _gray(small, str(path), img.mode)
+            upright = UPRIGHT.get(img.getexif().get(ORIENTATION))
+            gray = gray.transpose(upright) if upright is not None else gray
             gray.thumbnail((MAX_SIDE, MAX_SIDE))
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{path} is too large an image to decode ({exc}).") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{path} is not a readable image ({type(exc).__name__}).") from exc
     return torch.from_numpy(np.array(gray, dtype=np.uint8))  # mode L: (H, W)
+
+
+def _check_decoded_size(img: Image.Image, path: str | Path) -> None:
+    size = decoded_bytes(img)
+    if size > MAX_DECODED_BYTES:
+        width, height = img.size
+        raise ImageError(
+            f"{path}: a {width}x{height} {img.mode} image takes {size / 2**20:.0f} MiB decoded, more than "
+            f"the {MAX_DECODED_BYTES / 2**20:.0f} MiB an image may: refused before decoding."
+        )
 
 
 def to_mnist(gray: Tensor, name: str = "image") -> Tensor:

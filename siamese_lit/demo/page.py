@@ -19,8 +19,11 @@ from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
 from siamese_lit.demo.engine import Recognizer, SideResult  # noqa: E402
+from siamese_lit.demo.loopback import LoopbackOnly  # noqa: E402
 
 #: Canvas size in pixels; the drawing is cropped to its ink and scaled to 20x20 either way.
 CANVAS = 280
@@ -28,6 +31,12 @@ CANVAS = 280
 BRUSH = 18
 #: The 28x28 crop is shown enlarged by this factor, pixel for pixel.
 ZOOM = 6
+#: The largest upload the server stores (Gradio refuses larger ones while they arrive).
+MAX_UPLOAD = "5mb"
+#: Gradio decodes a drawing itself (whatever image the request holds, not only the canvas): PIL
+#: refuses images of more than twice this many pixels, so that a small file cannot decode to
+#: gigabytes. Uploads are read by siamese_lit.data.images, which bounds their decoded bytes.
+MAX_IMAGE_PIXELS = 12_000_000
 
 #: System fonts only: the default theme would fetch its fonts from a web font service.
 THEME = gr.themes.Default(
@@ -108,6 +117,7 @@ def build_page(recognizer: Recognizer, about: str) -> gr.Blocks:
                             label=f"… or upload an image for {side.upper()}",
                             elem_id=f"upload-{side}",
                             type="filepath",
+                            image_mode=None,  # the path as it came: Gradio does not decode it first
                             sources=["upload"],
                             height=140,
                         )
@@ -145,7 +155,9 @@ def build_page(recognizer: Recognizer, about: str) -> gr.Blocks:
 
 
 def launch(page: gr.Blocks, host: str, port: int) -> None:
-    """Serve `page` on host:port until interrupted: no share link, no analytics, the API page off."""
+    """Serve `page` on host:port until interrupted: no share link, no analytics, the API page off;
+    requests only by this address (demo.loopback), uploads of at most MAX_UPLOAD."""
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     page.queue(default_concurrency_limit=1)
     page.launch(
         server_name=host,
@@ -159,6 +171,8 @@ def launch(page: gr.Blocks, host: str, port: int) -> None:
         prevent_thread_lock=True,
         quiet=True,
         js=SELECT_BRUSH,
+        max_file_size=MAX_UPLOAD,
+        app_kwargs={"middleware": [Middleware(LoopbackOnly, port=port)]},
     )
     print(f"serving on http://{host}:{port} (Ctrl+C to stop)", flush=True)
     page.block_thread()

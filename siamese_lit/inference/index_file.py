@@ -4,7 +4,10 @@ The (N, D) float32 embeddings are the file's one tensor; the labels, sources, ca
 distance, input normalisation and the fingerprint of the checkpoint that embedded them are one JSON
 text in the safetensors metadata. Neither part can run code when read (no pickle); the header length
 is checked against the file and the tensor's dtype and shape against the JSON before anything is
-allocated, and every field is type-checked: a file from a stranger gives at worst a one-line error.
+allocated, the header's JSON values are counted (bounded) before it is parsed, and every field is
+checked for type and range: a file from a stranger gives at worst a one-line error, and cannot make
+an answer lie (a label that forges a table row, a threshold that makes every answer `unknown`,
+embeddings whose distances overflow).
 """
 
 from __future__ import annotations
@@ -24,13 +27,26 @@ from siamese_lit.utils.files import write_atomic
 #: The format tag in the metadata; a file without it is not an index of this project.
 FORMAT = "siamese_lit.index/1"
 #: safetensors' own limit on its header, which holds the labels and sources (about 30-100 bytes an
-#: item, so a few million items): a larger gallery is split into several indexes (docs/inference.md).
+#: item): a larger gallery is split into several indexes (docs/inference.md).
 MAX_HEADER_BYTES = 100_000_000
+#: The most items an index holds: parsed, each item is two Python strings, so this bounds the memory
+#: a header takes whatever its bytes hold.
+MAX_ITEMS = 500_000
+#: The characters that separate or open JSON values (, : { [): counted in the raw header before it
+#: is parsed, a bound on its values (a valid index has about three an item, in and out of strings).
+SEPARATORS = b",:{["
+MAX_SEPARATORS = 4 * MAX_ITEMS + 64
+#: A label is a short printable name; `unknown` is search's answer for no match.
+MAX_LABEL_CHARS = 100
+RESERVED_LABEL = "unknown"
+#: The largest embedding norm whose distances, (2 * norm)^2, stay finite in float32.
+MAX_EMBEDDING_NORM = math.sqrt(torch.finfo(torch.float32).max) / 2
 
 
 def save_index(index: GalleryIndex, path: str | Path) -> None:
     """Write `index` to `path` whole (siamese_lit.utils.files.write_atomic)."""
     path = Path(path)
+    _check_items(index.labels, index.sources, f"index_path={path}")
     meta = {
         "labels": index.labels,
         "sources": index.sources,
@@ -43,6 +59,11 @@ def save_index(index: GalleryIndex, path: str | Path) -> None:
     }
     text = json.dumps(meta, allow_nan=False)
     size = len(text.encode())
+    if _separators(text.encode()) > MAX_SEPARATORS - 64:
+        raise GalleryIndexError(
+            f"the labels and sources of {len(index.labels)} items hold too many of the characters "
+            f"{SEPARATORS.decode()} for an index file ({MAX_SEPARATORS - 64}): split the gallery."
+        )
     if size > MAX_HEADER_BYTES - 2**16:
         raise GalleryIndexError(
             f"the labels and sources of {len(index.labels)} items take {size / 1e6:.0f} MB, more than an "
@@ -52,17 +73,50 @@ def save_index(index: GalleryIndex, path: str | Path) -> None:
     write_atomic(path, data)
 
 
+def _separators(header: bytes) -> int:
+    return sum(header.count(c) for c in SEPARATORS)
+
+
 def _read_header(path: Path) -> None:
-    """GalleryIndexError unless the safetensors header length fits the file and MAX_HEADER_BYTES."""
+    """GalleryIndexError unless the safetensors header length fits the file and MAX_HEADER_BYTES, and
+    the header holds at most MAX_SEPARATORS separators (checked before any JSON parser sees it)."""
     size = path.stat().st_size
     with path.open("rb") as f:
         head = f.read(8)
-    n = int.from_bytes(head, "little") if len(head) == 8 else -1
-    if n < 2 or n > MAX_HEADER_BYTES or 8 + n > size:
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if n < 2 or n > MAX_HEADER_BYTES or 8 + n > size:
+            raise GalleryIndexError(
+                f"index_path={path} is not a siamese_lit index (no safetensors header, or a truncated "
+                "file): build one with python -m siamese_lit.index."
+            )
+        separators = _separators(f.read(n))
+    if separators > MAX_SEPARATORS:
         raise GalleryIndexError(
-            f"index_path={path} is not a siamese_lit index (no safetensors header, or a truncated file): "
-            "build one with python -m siamese_lit.index."
+            f"index_path={path}: its header holds {separators} of the characters {SEPARATORS.decode()} "
+            f"(each opens or separates a JSON value), more than an index of {MAX_ITEMS} items may "
+            f"({MAX_SEPARATORS}): a damaged or forged index, refused unparsed."
         )
+
+
+def _check_items(labels: list[str], sources: list[str], where: str) -> None:
+    """GalleryIndexError unless there are at most MAX_ITEMS, each label a short printable name other
+    than `unknown` and each source printable (they are printed one per line in search's answers)."""
+    if len(labels) > MAX_ITEMS:
+        raise GalleryIndexError(
+            f"{where}: {len(labels)} items, more than an index holds ({MAX_ITEMS}): split the gallery "
+            "into several indexes."
+        )
+    for label in labels:
+        if not (0 < len(label) <= MAX_LABEL_CHARS and label.isprintable()) or label == RESERVED_LABEL:
+            raise GalleryIndexError(
+                f"{where}: label {label[:MAX_LABEL_CHARS]!r} is not a name of 1 to {MAX_LABEL_CHARS} "
+                f"printable characters other than {RESERVED_LABEL!r} (search's answer for none)."
+            )
+    for source in sources:
+        if not source.isprintable():
+            raise GalleryIndexError(
+                f"{where}: source {source[:200]!r} holds a line break or control character."
+            )
 
 
 def _field(meta: dict[str, Any], key: str, kinds: tuple[type, ...], where: str) -> Any:
@@ -105,6 +159,7 @@ def load_index(path: str | Path, fingerprint: str | None = None) -> GalleryIndex
                     f"{where}: its metadata is not a JSON object (a damaged or edited index)."
                 )
             labels, sources = _strings(meta, "labels", where), _strings(meta, "sources", where)
+            _check_items(labels, sources, where)
             tensor = f.get_slice("embeddings")
             shape, dtype = tensor.get_shape(), tensor.get_dtype()
             if dtype != "F32" or len(shape) != 2 or shape[0] != len(labels) or shape[0] != len(sources):
@@ -122,8 +177,10 @@ def load_index(path: str | Path, fingerprint: str | None = None) -> GalleryIndex
             f"{where} is not a readable siamese_lit index ({type(exc).__name__})."
         ) from exc
     threshold = meta.get("threshold")
-    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int | float)):
-        raise GalleryIndexError(f"{where}: field 'threshold' must be a number or null.")
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold < math.inf
+    ):
+        raise GalleryIndexError(f"{where}: field 'threshold' must be a finite number >= 0, or null.")
     distance = _field(meta, "distance", (str,), where)
     if distance not in ("cosine", "euclidean"):
         raise GalleryIndexError(f"{where}: unknown distance {distance!r} (cosine or euclidean).")
@@ -136,6 +193,12 @@ def load_index(path: str | Path, fingerprint: str | None = None) -> GalleryIndex
         )
     if not bool(torch.isfinite(embeddings).all()):
         raise GalleryIndexError(f"{where} holds NaN or infinite embeddings (a damaged or edited index).")
+    largest = float(embeddings.norm(dim=1).max())
+    if not largest <= MAX_EMBEDDING_NORM:
+        raise GalleryIndexError(
+            f"{where} holds embeddings of norm {largest:.3g}, whose distances overflow float32 "
+            f"(at most {MAX_EMBEDDING_NORM:.3g}): a damaged or edited index."
+        )
     std = float(_field(meta, "std", (int, float), where))
     if not std > 0:
         raise GalleryIndexError(f"{where}: field 'std' must be > 0.")

@@ -4,7 +4,10 @@ The graph's input `pixels` is float32 (batch, 28, 28), MNIST-style digits (white
 siamese_lit.data.images makes them) with values in [0, 1] (uint8 / 255). The graph itself applies
 the training normalisation ((x - mean) / std, the checkpoint's) and, under the cosine distance, the
 unit-norm projection, so its output `embedding` (batch, D) is exactly what `LitSiamese` gives and
-the Euclidean distance between two outputs is the model's distance. The batch size is dynamic.
+the Euclidean distance between two outputs is the model's distance. The batch size is dynamic, 0
+included (an empty batch gives an empty (0, D)), and a digit with a NaN or infinite pixel gets an
+all-NaN embedding, in PyTorch and in onnxruntime alike (whose LSTM would otherwise clamp NaN to a
+finite answer).
 mean, std, the calibrated threshold, the distance and the checkpoint's fingerprint are stored in
 the model's metadata_props.
 
@@ -41,7 +44,12 @@ class ExportError(SiameseLitError):
 
 
 class PixelEncoder(nn.Module):
-    """Pixels in [0, 1] (B, 28, 28) -> the model's embeddings (B, D): normalisation, encoder, distance."""
+    """Pixels in [0, 1] (B, 28, 28) -> the model's embeddings (B, D): normalisation, encoder, distance.
+
+    The batch goes through the encoder with one blank digit appended and removed after, so that the
+    encoder never sees a batch of 0 (onnxruntime's kernels abort the process on one); each digit is
+    independent of the others in eval mode, so the answers are unchanged. A digit with a non-finite
+    pixel is NaN explicitly, not whatever a kernel makes of NaN."""
 
     def __init__(self, model: nn.Module, mean: float, std: float) -> None:
         super().__init__()
@@ -49,7 +57,10 @@ class PixelEncoder(nn.Module):
         self.normalization = Normalization(float(mean), float(std))
 
     def forward(self, pixels: Tensor) -> Tensor:
-        return self.distance.prepare(self.net(self.normalization(pixels)).float())
+        padded = torch.cat([pixels, pixels.new_zeros(1, *pixels.shape[1:])])
+        embeddings = self.distance.prepare(self.net(self.normalization(padded)).float())[:-1]
+        finite = torch.isfinite(pixels).flatten(1).all(dim=1, keepdim=True)
+        return torch.where(finite, embeddings, torch.full_like(embeddings, float("nan")))
 
 
 def session(model: str | Path | bytes, threads: int | None = None) -> ort.InferenceSession:
