@@ -26,7 +26,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from conftest import _data_dir, compose_cfg
+from conftest import _data_dir
 from hostile_files import GRAY, RGBA, index_parts, write_index, write_index_with_list, write_png
 from PIL import Image
 
@@ -76,9 +76,9 @@ def world(
     tmp_path_factory: pytest.TempPathFactory, tiny_siamese_run: Path, data_dir: Path
 ) -> dict[str, Path]:
     """The checkpoint, two MNIST digits, a real index of 200 MNIST digits, and the hostile files."""
-    from siamese_lit.inference.cli import load_siamese
+    from siamese_lit.inference import SiameseModel
     from siamese_lit.inference.gallery import mnist_gallery
-    from siamese_lit.inference.index import build_index, save_index
+    from siamese_lit.inference.index import save_index
 
     root = tmp_path_factory.mktemp("hostile")
     w = {"siamese": tiny_siamese_run / "checkpoints" / "last.ckpt", "out": root / "out"}
@@ -87,11 +87,9 @@ def world(
     for name, i in (("digit_a", 0), ("digit_b", 1)):
         w[name] = root / f"{name}.png"
         Image.fromarray(images[i].numpy()).save(w[name])
-    model, fingerprint, mean, std = load_siamese(str(w["siamese"]), "cpu", compose_cfg([], root / "c").data)
+    model = SiameseModel.from_checkpoint(w["siamese"], "cpu")
     items = mnist_gallery(data_dir, 200)
-    index = build_index(
-        model, items.digits, items.labels, items.sources, fingerprint=fingerprint, mean=mean, std=std
-    )
+    index = model.build_index(items.digits, items.labels, items.sources)
     save_index(index, w.setdefault("index", root / "index.safetensors"))
     meta, emb = index_parts(w["index"])
 
@@ -260,7 +258,7 @@ print(json.dumps({"empty": list(run(x[:0]).shape), "batch": run(x).tolist()}))
 def test_exported_graph_answers_an_empty_batch_and_agrees_with_pytorch_on_non_finite_pixels(
     world: dict[str, Path], data_dir: Path, tmp_path: Path
 ) -> None:
-    from siamese_lit.inference.cli import load_siamese
+    from siamese_lit.inference import SiameseModel
     from siamese_lit.inference.onnx_export import PixelEncoder
 
     onnx_path = tmp_path / "encoder.onnx"
@@ -281,10 +279,11 @@ def test_exported_graph_answers_an_empty_batch_and_agrees_with_pytorch_on_non_fi
     )
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
     got = json.loads(done.stdout)
-    model, _, mean, std = load_siamese(str(world["siamese"]), "cpu", compose_cfg([], tmp_path / "c").data)
+    siamese = SiameseModel.from_checkpoint(world["siamese"], "cpu")
+    model, mean, std = siamese.module, siamese.normalization.mean, siamese.normalization.std
     with torch.no_grad():
         expected = PixelEncoder(model, mean, std)(pixels).numpy()
-        plain = model((pixels - mean) / std).numpy()  # the LitSiamese forward: NaN for the NaN digit
+        plain = model((pixels - mean) / std).numpy()  # the encoder's own forward: NaN for the NaN digit
     batch = np.array(got["batch"], dtype=np.float32)
     assert got["empty"] == [0, expected.shape[1]]
     assert np.isnan(plain[1]).all()
