@@ -8,34 +8,25 @@ also be given in Hydra form, `images=[a.png,b.png]`.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torchvision.utils import save_image
 
 from siamese_lit.checkpoints.reader import check_embedding_scale, check_finite_outputs, with_saved_data
-from siamese_lit.checkpoints.specs import check_values
-from siamese_lit.cli.paths import positional_paths
+from siamese_lit.cli.command import run_command
 from siamese_lit.cli.settings import check_seeds
 from siamese_lit.data.images import load_digit
 from siamese_lit.models.loading import load_model
 from siamese_lit.utils.devices import resolve_device
-from siamese_lit.utils.errors import check, exit_on_user_error, run_hydra
-
-
-def hydra_args(argv: list[str]) -> list[str]:
-    """The command line with its positional image paths turned into the override images=[...]."""
-    return positional_paths(argv, "images")
+from siamese_lit.utils.errors import check
 
 
 def compare(cfg: DictConfig) -> dict[str, Any]:
     """Distance and verdict for the two images of `cfg.images`; also printed."""
-    check_values(cfg, {"threshold": (float, type(None)), "device": (str,)})
     check(cfg.threshold is None or cfg.threshold >= 0, f"threshold must be >= 0, got {cfg.threshold}.")
     check_seeds(cfg, ("seed",))
     images = list(cfg.get("images") or [])
@@ -68,16 +59,8 @@ def _threshold(cfg: DictConfig, saved: float) -> tuple[float, str]:
     return 1.0, "the article's; the checkpoint has no calibrated threshold"
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="compare")
-def _main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
-        compare(cfg)
-
-
 def main() -> None:
-    with exit_on_user_error():
-        sys.argv[1:] = hydra_args(sys.argv[1:])
-    run_hydra(_main)  # Hydra's own errors (unparsable override, unknown key) as one line too
+    run_command(compare, "compare", positional="images")
 
 
 if __name__ == "__main__":

@@ -13,29 +13,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
-from siamese_lit.checkpoints.specs import check_values
+from siamese_lit.cli.command import run_command
 from siamese_lit.data.images import ImageError
 from siamese_lit.inference.cli import check_output, load_siamese
 from siamese_lit.inference.gallery import describe_failed, folder_gallery, mnist_gallery
 from siamese_lit.inference.index import build_index, save_index
-from siamese_lit.utils.errors import check, exit_on_user_error
+from siamese_lit.utils.errors import check
 
 
 def make_index(cfg: DictConfig) -> dict[str, Any]:
     """Build and write the index of `cfg`; returns what was indexed (also printed)."""
-    check_values(
-        cfg,
-        {
-            "gallery": (str, int),
-            "gallery_size": (int, type(None)),
-            "overwrite": (bool,),
-            "device": (str,),
-            "batch_size": (int,),
-        },
-    )
     check(cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}.")
     check(
         cfg.gallery_size is None or cfg.gallery_size >= 1,
@@ -83,10 +72,8 @@ def make_index(cfg: DictConfig) -> dict[str, Any]:
     return {"index_path": str(out), "items": len(index.labels), "labels": counts}
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="index")
-def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
-        make_index(cfg)
+def main() -> None:
+    run_command(make_index, "index")
 
 
 if __name__ == "__main__":

@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from omegaconf import DictConfig
 
-from siamese_lit.checkpoints.specs import check_values
-from siamese_lit.cli.paths import positional_paths
+from siamese_lit.cli.command import run_command
 from siamese_lit.data.images import ImageError
 from siamese_lit.inference.cli import check_output, string_list
 from siamese_lit.inference.gallery import describe_failed, query_files, read_digits
@@ -36,7 +33,7 @@ from siamese_lit.inference.index import (
 from siamese_lit.inference.references import identify_by_references
 from siamese_lit.models.loading import load_model
 from siamese_lit.utils.devices import resolve_device
-from siamese_lit.utils.errors import CheckpointError, ConfigError, check, exit_on_user_error
+from siamese_lit.utils.errors import CheckpointError, ConfigError, check
 from siamese_lit.utils.files import finite, write_atomic
 
 PROTOCOLS = ("knn", "article")
@@ -97,19 +94,6 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 def search(cfg: DictConfig) -> list[dict[str, Any]]:
     """The answer of every query of `cfg` (also printed, and written to `cfg.output`)."""
-    check_values(
-        cfg,
-        {
-            "protocol": (str,),
-            "k": (int, type(None)),
-            "threshold": (float, type(None)),
-            "seed": (int,),
-            "overwrite": (bool,),
-            "device": (str,),
-            "batch_size": (int,),
-            "ckpt_path": (str, type(None)),
-        },
-    )
     check(cfg.protocol in PROTOCOLS, f"protocol must be one of {list(PROTOCOLS)}, got {cfg.protocol!r}.")
     k = DEFAULT_K[cfg.protocol] if cfg.k is None else cfg.k
     check(k >= 1, f"k must be >= 1, got {k}.")
@@ -154,16 +138,8 @@ def search(cfg: DictConfig) -> list[dict[str, Any]]:
     return rows
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="search")
-def _main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
-        search(cfg)
-
-
 def main() -> None:
-    with exit_on_user_error():
-        sys.argv[1:] = positional_paths(sys.argv[1:], "queries")
-    _main()
+    run_command(search, "search", positional="queries")
 
 
 if __name__ == "__main__":

@@ -12,15 +12,10 @@ import socket
 import time
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
-from siamese_lit.checkpoints.specs import check_values
-from siamese_lit.demo.engine import Recognizer, gallery_images
-from siamese_lit.inference.cli import load_siamese
-from siamese_lit.inference.gallery import mnist_gallery
-from siamese_lit.inference.index import GalleryIndex, build_index, load_index
-from siamese_lit.utils.errors import ConfigError, check, exit_on_user_error
+from siamese_lit.cli.command import run_command
+from siamese_lit.utils.errors import ConfigError, check
 
 #: The page has no authentication: it is served on the loopback interface only.
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -28,19 +23,8 @@ MNIST_TRAIN = 60000
 
 
 def check_config(cfg: DictConfig) -> None:
-    """ConfigError for the first setting of conf/demo.yaml out of type or range."""
-    check_values(
-        cfg,
-        {
-            "index_path": (str, type(None)),
-            "gallery_size": (int, type(None)),
-            "neighbours": (int,),
-            "threshold": (float, type(None)),
-            "host": (str,),
-            "port": (int,),
-            "device": (str,),
-        },
-    )
+    """ConfigError for the first setting of conf/demo.yaml out of range (their types are checked by
+    Hydra: siamese_lit.cli.schemas)."""
     check(cfg.neighbours >= 1, f"neighbours must be >= 1, got {cfg.neighbours}.")
     check(
         cfg.gallery_size is None or 1 <= cfg.gallery_size <= MNIST_TRAIN,
@@ -79,10 +63,11 @@ def threshold_of(cfg: DictConfig, saved: float) -> tuple[float, str]:
     return 1.0, "the article's; the checkpoint has no calibrated threshold"
 
 
-def gallery_from_mnist(
-    model: Any, cfg: DictConfig, fingerprint: str, mean: float, std: float
-) -> GalleryIndex:
+def gallery_from_mnist(model: Any, cfg: DictConfig, fingerprint: str, mean: float, std: float) -> Any:
     """The first gallery_size MNIST training images (all by default), embedded now (timed)."""
+    from siamese_lit.inference.gallery import mnist_gallery
+    from siamese_lit.inference.index import build_index
+
     items = mnist_gallery(cfg.data.data_dir, cfg.gallery_size)
     start = time.perf_counter()
     index = build_index(
@@ -94,7 +79,12 @@ def gallery_from_mnist(
 
 
 def serve(cfg: DictConfig) -> None:
-    check_config(cfg)
+    """The task of `python -m siamese_lit.demo`: checks, loads, then serves until Ctrl-C (exit 130)."""
+    check_config(cfg)  # before the libraries load: a wrong port is one line at once
+    from siamese_lit.demo.engine import Recognizer, gallery_images
+    from siamese_lit.inference.cli import load_siamese
+    from siamese_lit.inference.index import load_index
+
     try:
         from siamese_lit.demo import page as page_module
     except ImportError as exc:
@@ -119,10 +109,8 @@ def serve(cfg: DictConfig) -> None:
     page_module.launch(page_module.build_page(recognizer, about), cfg.host, cfg.port)
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="demo")
-def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
-        serve(cfg)
+def main() -> None:
+    run_command(serve, "demo")
 
 
 if __name__ == "__main__":

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from omegaconf.errors import OmegaConfBaseException
 
@@ -107,6 +105,22 @@ def check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _interrupted(exc: BaseException | None) -> bool:
+    """Whether a KeyboardInterrupt is `exc` or behind it (its cause or context, however deep)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _stopped_by_sigint() -> None:
+    print("error: stopped by SIGINT (Ctrl-C) before it finished: run it again.", file=sys.stderr, flush=True)
+    raise SystemExit(130) from None
+
+
 @contextmanager
 def exit_on_user_error() -> Iterator[None]:
     """Turn a SiameseLitError (however wrapped) into `error: <message>` on stderr and its exit code;
@@ -114,28 +128,13 @@ def exit_on_user_error() -> Iterator[None]:
     one line and 130, as a process killed by SIGINT."""
     try:
         yield
-    except KeyboardInterrupt:
-        message = "stopped by SIGINT (Ctrl-C) before it finished: run it again."
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        raise SystemExit(130) from None
     except Exception as exc:
+        if _interrupted(exc):  # a library turned the KeyboardInterrupt into an error of its own
+            _stopped_by_sigint()
         err = find_user_error(exc)
         if err is None:
             raise
         print(f"error: {_one_line(str(err))}", file=sys.stderr, flush=True)
         raise SystemExit(err.exit_code) from None
-
-
-def run_hydra(task_main: Callable[[], Any]) -> Any:
-    """A @hydra.main function, with Hydra's own errors (printed by Hydra over several lines, exit 1)
-    ending as the one `error:` line with exit 2: HYDRA_FULL_ERROR makes Hydra raise them instead."""
-    previous = os.environ.get("HYDRA_FULL_ERROR")
-    os.environ["HYDRA_FULL_ERROR"] = "1"
-    try:
-        with exit_on_user_error():
-            return task_main()
-    finally:
-        if previous is None:
-            os.environ.pop("HYDRA_FULL_ERROR", None)
-        else:
-            os.environ["HYDRA_FULL_ERROR"] = previous
+    except KeyboardInterrupt:
+        _stopped_by_sigint()
