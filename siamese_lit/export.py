@@ -13,8 +13,9 @@ import math
 from omegaconf import DictConfig
 
 from siamese_lit.cli.command import run_command
+from siamese_lit.cli.outputs import check_output, writing
 from siamese_lit.data.mnist import load_mnist
-from siamese_lit.inference.cli import check_output, load_siamese
+from siamese_lit.inference.cli import load_siamese
 from siamese_lit.utils.errors import check
 
 FORMATS = ("onnx",)
@@ -26,7 +27,7 @@ def export(cfg: DictConfig) -> float:
     check(cfg.check_images >= 0, f"check_images must be >= 0, got {cfg.check_images}.")
     check(cfg.tolerance >= 0, f"tolerance must be >= 0, got {cfg.tolerance}.")
     check(cfg.opset is None or 18 <= cfg.opset <= 23, f"opset must be in 18..23 or null, got {cfg.opset}.")
-    output = check_output(cfg.output, "output", cfg.overwrite)
+    output = check_output(cfg, "output", cfg.overwrite)
     model, fingerprint, mean, std = load_siamese(cfg.ckpt_path, "cpu", cfg.data)
     pixels = load_mnist(cfg.data.data_dir, train=False)[0][: cfg.check_images].float() / 255
     from siamese_lit.inference.onnx_export import export_onnx  # onnx and onnxruntime load only here
@@ -40,16 +41,17 @@ def export(cfg: DictConfig) -> float:
         "fingerprint": fingerprint,
         "embedding_dim": str(model.net.out_dim),
     }
-    diff = export_onnx(
-        model,
-        output,
-        mean=mean,
-        std=std,
-        check_pixels=pixels,
-        metadata=metadata,
-        tolerance=cfg.tolerance,
-        opset=cfg.opset,
-    )
+    with writing(output):
+        diff = export_onnx(
+            model,
+            output,
+            mean=mean,
+            std=std,
+            check_pixels=pixels,
+            metadata=metadata,
+            tolerance=cfg.tolerance,
+            opset=cfg.opset,
+        )
     checked = (
         f"max abs difference from PyTorch {diff:.2e} on {len(pixels)} MNIST test images"
         if len(pixels)

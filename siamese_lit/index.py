@@ -16,8 +16,9 @@ from typing import Any
 from omegaconf import DictConfig
 
 from siamese_lit.cli.command import run_command
+from siamese_lit.cli.outputs import check_output, writing
 from siamese_lit.data.images import ImageError
-from siamese_lit.inference.cli import check_output, load_siamese
+from siamese_lit.inference.cli import load_siamese
 from siamese_lit.inference.gallery import describe_failed, folder_gallery, mnist_gallery
 from siamese_lit.inference.index import build_index, save_index
 from siamese_lit.utils.errors import check
@@ -30,7 +31,7 @@ def make_index(cfg: DictConfig) -> dict[str, Any]:
         cfg.gallery_size is None or cfg.gallery_size >= 1,
         f"gallery_size must be >= 1, got {cfg.gallery_size}.",
     )
-    out = check_output(cfg.index_path, "index_path", cfg.overwrite)
+    out = check_output(cfg, "index_path", cfg.overwrite)
     gallery = str(cfg.gallery)
     if gallery == "mnist":
         items = mnist_gallery(cfg.data.data_dir, cfg.gallery_size)
@@ -54,7 +55,8 @@ def make_index(cfg: DictConfig) -> dict[str, Any]:
         ckpt_path=str(Path(cfg.ckpt_path).resolve()),
         batch_size=cfg.batch_size,
     )
-    save_index(index, out)
+    with writing(out):
+        save_index(index, out)
     counts = {c: index.labels.count(c) for c in index.classes}
     threshold = f"{index.threshold:.4f}" if index.threshold == index.threshold else "none (not calibrated)"
     size = out.stat().st_size / 2**20

@@ -19,8 +19,9 @@ import torch
 from omegaconf import DictConfig
 
 from siamese_lit.cli.command import run_command
+from siamese_lit.cli.outputs import check_output, writing
 from siamese_lit.data.images import ImageError
-from siamese_lit.inference.cli import check_output, string_list
+from siamese_lit.inference.cli import string_list
 from siamese_lit.inference.gallery import describe_failed, query_files, read_digits
 from siamese_lit.inference.index import (
     GalleryIndex,
@@ -99,7 +100,7 @@ def search(cfg: DictConfig) -> list[dict[str, Any]]:
     check(k >= 1, f"k must be >= 1, got {k}.")
     check(cfg.threshold is None or cfg.threshold >= 0, f"threshold must be >= 0, got {cfg.threshold}.")
     check(cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}.")
-    output = check_output(cfg.output, "output", cfg.overwrite, required=False)
+    output = check_output(cfg, "output", cfg.overwrite, required=False)
     if not cfg.index_path:
         raise ConfigError(
             "index_path is required: pass index_path=<file made by python -m siamese_lit.index>."
@@ -128,7 +129,8 @@ def search(cfg: DictConfig) -> list[dict[str, Any]]:
     print(f"{cfg.protocol}, k={k}, threshold {said}, gallery of {len(index.labels)} ({cfg.index_path})")
     print(_table(rows), flush=True)
     if output is not None:
-        write_atomic(output, json.dumps(finite(rows), indent=2, allow_nan=False) + "\n")
+        with writing(output):
+            write_atomic(output, json.dumps(finite(rows), indent=2, allow_nan=False) + "\n")
         print(f"answers written to {output}")
     if failed:
         raise ImageError(
