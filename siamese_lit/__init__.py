@@ -1,5 +1,10 @@
 """siamese_lit: LSTM classifiers and Siamese networks that read MNIST digits row by row."""
 
+# ruff: noqa: E402 (the Ctrl-C hook goes in before every other import)
+from siamese_lit.cli import ctrl_c
+
+ctrl_c.install_when_run_as_command()  # first: a Ctrl-C while the rest imports is one line too
+
 import os
 from pathlib import Path
 

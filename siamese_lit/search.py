@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from siamese_lit.cli.command import run_command
 from siamese_lit.cli.outputs import check_output, writing
+from siamese_lit.cli.settings import check_seeds
 from siamese_lit.data.images import ImageError
 from siamese_lit.inference.cli import string_list
 from siamese_lit.inference.gallery import describe_failed, query_files, read_digits
@@ -100,6 +101,7 @@ def search(cfg: DictConfig) -> list[dict[str, Any]]:
     check(k >= 1, f"k must be >= 1, got {k}.")
     check(cfg.threshold is None or cfg.threshold >= 0, f"threshold must be >= 0, got {cfg.threshold}.")
     check(cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}.")
+    check_seeds(cfg, ("seed",))  # the article protocol's draws: numpy's range, not an OverflowError
     output = check_output(cfg, "output", cfg.overwrite, required=False)
     if not cfg.index_path:
         raise ConfigError(
