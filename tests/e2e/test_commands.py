@@ -8,7 +8,9 @@ about as long as its slowest command's start-up.
 
 from __future__ import annotations
 
+import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -198,3 +200,83 @@ def test_a_file_name_that_is_not_utf8_is_printed_escaped(tmp_path: Path) -> None
     )
     line = assert_one_error_line(proc)
     assert "\\xff\\xfe-digit.png" in line or "\\udcff\\udcfe-digit.png" in line, line
+
+
+def test_a_write_that_fails_during_the_work_is_one_line_exit_1_and_leaves_nothing(tmp_path: Path) -> None:
+    """A file-size limit (as a full disk would) stops the write of RESULTS.md half-way: one line,
+    exit 1, and neither the file nor its temporary is left."""
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"mode": "tiny", "figures": {f"figure_{i}": i for i in range(200)}}))
+    out = tmp_path / "RESULTS.md"
+
+    def limit_file_size() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "siamese_lit.results", str(bench), f"out={out}"],
+        cwd=tmp_path,
+        env=command_env(PYTHONDONTWRITEBYTECODE="1"),
+        capture_output=True,
+        text=True,
+        preexec_fn=limit_file_size,
+        timeout=300,
+    )
+    line = assert_one_error_line(proc, code=1)
+    assert f"cannot write {out}" in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]
+
+
+#: a Siamese model trained in seconds: enough for a command that needs a checkpoint
+TINY_TRAINING = [
+    "+experiment=siamese",
+    "data.train_size=1000",
+    "data.val_size=500",
+    "data.test_size=500",
+    "data.eval_batch_size=500",
+    "data.eval_pairs=500",
+    "data.gallery_size=500",
+    "model.oneshot_episodes=10",
+    "model.net.hidden_size=32",
+    "model.net.num_layers=1",
+    "trainer.max_epochs=1",
+    "trainer.accelerator=cpu",
+    "trainer.devices=1",
+    "callbacks.rich_progress_bar=null",
+    "callbacks.model_summary=null",
+]
+
+
+def test_val_check_interval_past_the_epoch_is_one_line(tmp_path: Path) -> None:
+    args = [*TINY_TRAINING, "+trainer.val_check_interval=1000", f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = run_command(
+        "train", args, tmp_path, SIAMESE_LIT_DATA_DIR=os.environ.get("SIAMESE_LIT_DATA_DIR", "")
+    )
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ") or "Traceback" in line]
+    assert proc.returncode == 2, proc.stderr
+    assert (
+        len(errors) == 1 and "trainer.val_check_interval=1000 is more than the training batches" in errors[0]
+    )
+    assert not list((tmp_path / "run").glob("checkpoints/*.ckpt"))
+
+
+def test_the_page_exits_130_on_ctrl_c_while_serving(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    trained = run_command("train", [*TINY_TRAINING, f"hydra.run.dir={run_dir}"], tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    args = [f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", "gallery_size=100", "device=cpu"]
+    args += [f"port={free_port()}", f"hydra.run.dir={tmp_path / 'demo'}"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "siamese_lit.demo", *args],
+        cwd=tmp_path,
+        env=command_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    served = next((True for line in proc.stdout if line.startswith("serving on http://127.0.0.1:")), False)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert served, err
+    line = assert_one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, out, err), 130)
+    assert "SIGINT" in line
