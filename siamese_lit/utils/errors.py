@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from omegaconf.errors import OmegaConfBaseException
 
@@ -67,12 +70,44 @@ def _one_line(text: str) -> str:
     return out.replace(":; ", ": ")
 
 
+def _type_name(annotation: Any) -> str:
+    """A dataclass field's type as a user reads it: `float | None` as "float or null"."""
+    args = typing.get_args(annotation)
+    if args and type(None) in args:
+        return " or ".join(_type_name(a) for a in args if a is not type(None)) + " or null"
+    if typing.get_origin(annotation) is list:
+        return f"a list of {_type_name(args[0])}" if args else "a list"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _schema_error(exc: OmegaConfBaseException | None) -> ConfigError | None:
+    """A value a command's typed schema (siamese_lit.cli.schemas) refuses, as `key must be <type>,
+    got <value>.`; None when `exc` is no such refusal."""
+    object_type = getattr(exc, "object_type", None)
+    if (
+        exc is None
+        or not dataclasses.is_dataclass(object_type)
+        or "ValidationError" not in type(exc).__name__
+    ):
+        return None
+    try:
+        annotation = typing.get_type_hints(object_type).get(exc.key)
+    except (NameError, TypeError):
+        return None
+    if annotation is None:
+        return None
+    return ConfigError(f"{exc.full_key} must be {_type_name(annotation)}, got {exc.value!r}.")
+
+
 def _library_error(exc: BaseException) -> ConfigError | None:
     """Hydra's command-line errors and Lightning's MisconfigurationException (a setting it refuses)
     as a one-line ConfigError; None for anything else."""
     names = {cls.__name__ for cls in type(exc).__mro__}
     if names & HYDRA_USER_ERRORS:
         cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else None
+        typed = _schema_error(cause)
+        if typed is not None:
+            return typed
         text = _one_line(str(exc)) + (f" ({_one_line(str(cause))})" if cause else "")
         hint = f"; {QUOTING}" if "OverrideParseException" in names else ""
         return ConfigError(f"command line: {text}{hint}")
