@@ -22,9 +22,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from siamese_lit.cli.outputs import shown
 from siamese_lit.cli.paths import positional_paths
-from siamese_lit.utils.errors import ConfigError, exit_on_user_error
+from siamese_lit.utils.errors import exit_on_user_error
 
 #: conf/ at the repository root: every command's configs and config groups
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -52,28 +51,14 @@ def run_command(
                 args = positional_paths(args, positional)
             import hydra
 
-            started = False
-
             @functools.wraps(task)  # Hydra names the job after the task's module (its log file)
             def hydra_task(cfg: Any) -> Any:
-                nonlocal started
-                started = True
                 with exit_on_user_error():  # here too: Hydra would print its own line for an error
                     return task(cfg)
 
             sys.argv[1:] = args
-            try:
-                hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(
-                    hydra_task
-                )()
-            except OSError as exc:  # before the task: Hydra making the run's folder or its log file
-                if started:
-                    raise
-                where = f"{shown(exc.filename)}: " if exc.filename else ""
-                raise ConfigError(
-                    f"cannot write the run's folder ({where}{exc.strerror or exc}): "
-                    "pass a writable hydra.run.dir."
-                ) from exc
+            main = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)
+            main(hydra_task)()
     finally:
         sys.argv[:] = saved_argv
         if saved_full_error is None:
