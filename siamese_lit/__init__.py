@@ -1,10 +1,16 @@
 """siamese_lit: LSTM classifiers and Siamese networks that read MNIST digits row by row."""
 
+# ruff: noqa: E402 (the Ctrl-C hook goes in before every other import)
+from siamese_lit.cli import ctrl_c
+
+ctrl_c.install_when_run_as_command()  # first: a Ctrl-C while the rest imports is one line too
+
 import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from siamese_lit.cli import schemas
 from siamese_lit.cluster import resources as slurm_resources
 
 #: The repository root of an editable install: where `data/` and `outputs/` live by default.
@@ -36,6 +42,14 @@ def batches_of(target: str | None) -> str | None:
     return cls.batches
 
 
+def auto_precision(accelerator: str = "auto") -> str:
+    """`${auto_precision:${trainer.accelerator}}` in conf/trainer/default.yaml: torch is imported only
+    when a config is resolved, so a command (or `import siamese_lit`) does not wait for it first."""
+    from siamese_lit.utils.precision import auto_precision as precision_for
+
+    return precision_for(accelerator)
+
+
 # `${project_root:}` in conf/ — the template's rootutils trick without the path manipulation.
 if not OmegaConf.has_resolver("project_root"):
     OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
@@ -51,5 +65,7 @@ if not OmegaConf.has_resolver("env_or_default"):
 
 # `${slurm_tasks:...}`, `${slurm_gpus:...}` in conf/hydra/launcher/slurm.yaml
 slurm_resources.register()
+# each command's typed settings (conf/<command>.yaml names <command>_schema first)
+schemas.register()
 
 __all__ = ["PROJECT_ROOT", "batches_of"]

@@ -10,32 +10,23 @@ output dir shows what the model saw). The two paths may also be given in Hydra f
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from omegaconf import DictConfig
 from PIL import Image
 
-from siamese_lit.checkpoints.specs import check_values
-from siamese_lit.cli.paths import positional_paths
+from siamese_lit.cli.command import run_command
 from siamese_lit.cli.settings import check_seeds
 from siamese_lit.data.images import load_digit
 from siamese_lit.inference.cli import load_siamese
-from siamese_lit.utils.errors import check, exit_on_user_error, run_hydra
+from siamese_lit.utils.errors import check
 from siamese_lit.utils.files import write_atomic
-
-
-def hydra_args(argv: list[str]) -> list[str]:
-    """The command line with its positional image paths turned into the override images=[...]."""
-    return positional_paths(argv, "images")
 
 
 def compare(cfg: DictConfig) -> dict[str, Any]:
     """Distance and verdict for the two images of `cfg.images`; also printed."""
-    check_values(cfg, {"threshold": (float, type(None)), "device": (str,)})
     check(cfg.threshold is None or cfg.threshold >= 0, f"threshold must be >= 0, got {cfg.threshold}.")
     check_seeds(cfg, ("seed",))
     images = list(cfg.get("images") or [])
@@ -64,16 +55,8 @@ def save_digits(digits: list[torch.Tensor], path: Path, padding: int = 2) -> Non
     write_atomic(path, png.getvalue())
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="compare")
-def _main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
-        compare(cfg)
-
-
 def main() -> None:
-    with exit_on_user_error():
-        sys.argv[1:] = hydra_args(sys.argv[1:])
-    run_hydra(_main)  # Hydra's own errors (unparsable override, unknown key) as one line too
+    run_command(compare, "compare", positional="images")
 
 
 if __name__ == "__main__":

@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from siamese_lit.checkpoints.reader import check_embedding_scale, check_outputs, with_saved_data
+from siamese_lit.cli.command import run_command
 from siamese_lit.cli.settings import check_evaluate, check_knn_k
 from siamese_lit.data.pairs import PairDataModule
 from siamese_lit.evaluation import correction as C
@@ -36,24 +36,11 @@ from siamese_lit.runs.provenance import provenance
 from siamese_lit.runs.run_dir import claim_output_dir
 from siamese_lit.utils.allocator import keep_freed_memory
 from siamese_lit.utils.devices import resolve_device
-from siamese_lit.utils.errors import ConfigError, check, exit_on_user_error, run_hydra
+from siamese_lit.utils.errors import ConfigError, check
 from siamese_lit.utils.log import log
 from siamese_lit.utils.precision import forward_context
 from siamese_lit.utils.seeding import seeded
 
-#: evaluate's own settings and the types they take (checked before any work).
-SETTINGS = {
-    "seed": (int,),
-    "batch_size": (int,),
-    "protocol.k": (int,),
-    "protocol.threshold": (float,),
-    "gallery_knn_k": (int,),
-    "correction.threshold": (float, type(None)),
-    "retrieval.neighbours": (int,),
-    "oneshot_episodes": (int,),
-    "robustness.enabled": (bool,),
-    "robustness.seed": (int,),
-}
 #: the verification section's figures (of score_embeddings)
 VERIFICATION = ("auroc", "eer", "pair_acc", "threshold", "d_similar", "d_dissimilar", "oneshot_acc")
 RETRIEVAL = ("map", "r_precision", "map_at_r")
@@ -73,7 +60,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     made_at = provenance()
     claim_output_dir(output_dir, markers=("report.json", "metrics.json", "checkpoints"))
-    check_evaluate(cfg, SETTINGS)  # types; sizes >= 1, seeds numpy takes, a precision Lightning knows
+    check_evaluate(cfg)  # sizes >= 1, seeds numpy takes, a precision Lightning knows
     corruptions = corruption_names(cfg.robustness.corruptions) if cfg.robustness.enabled else []
     timer, t = Timer(), time.perf_counter()
     device = resolve_device(cfg.device)
@@ -287,13 +274,16 @@ def _robustness(
     )
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
-def _main(cfg: DictConfig) -> None:
+def evaluate_command(cfg: DictConfig) -> None:
+    """The task of `python -m siamese_lit.evaluate`."""
     keep_freed_memory()
-    with exit_on_user_error():
-        log.debug("Config:\n%s", OmegaConf.to_yaml(cfg))
-        evaluate(cfg)
+    log.debug("Config:\n%s", OmegaConf.to_yaml(cfg))
+    evaluate(cfg)
+
+
+def main() -> None:
+    run_command(evaluate_command, "eval")
 
 
 if __name__ == "__main__":
-    run_hydra(_main)  # Hydra's own errors (unparsable override, unknown key) as one line too
+    main()

@@ -10,34 +10,24 @@ from __future__ import annotations
 
 import math
 
-import hydra
 from omegaconf import DictConfig
 
-from siamese_lit.checkpoints.specs import check_values
+from siamese_lit.cli.command import run_command
+from siamese_lit.cli.outputs import check_output, writing
 from siamese_lit.data.mnist import load_mnist
-from siamese_lit.inference.cli import check_output, load_siamese
-from siamese_lit.utils.errors import check, exit_on_user_error
+from siamese_lit.inference.cli import load_siamese
+from siamese_lit.utils.errors import check
 
 FORMATS = ("onnx",)
 
 
 def export(cfg: DictConfig) -> float:
     """Write the encoder of `cfg.ckpt_path` to `cfg.output`; returns the checked max abs difference."""
-    check_values(
-        cfg,
-        {
-            "format": (str,),
-            "overwrite": (bool,),
-            "opset": (int, type(None)),
-            "check_images": (int,),
-            "tolerance": (float,),
-        },
-    )
     check(cfg.format in FORMATS, f"format must be one of {list(FORMATS)}, got {cfg.format!r}.")
     check(cfg.check_images >= 0, f"check_images must be >= 0, got {cfg.check_images}.")
     check(cfg.tolerance >= 0, f"tolerance must be >= 0, got {cfg.tolerance}.")
     check(cfg.opset is None or 18 <= cfg.opset <= 23, f"opset must be in 18..23 or null, got {cfg.opset}.")
-    output = check_output(cfg.output, "output", cfg.overwrite)
+    output = check_output(cfg, "output", cfg.overwrite)
     model = load_siamese(cfg, device="cpu")
     mean, std = model.normalization.mean, model.normalization.std
     pixels = load_mnist(cfg.data.data_dir, train=False)[0][: cfg.check_images].float() / 255
@@ -52,16 +42,17 @@ def export(cfg: DictConfig) -> float:
         "fingerprint": model.fingerprint,
         "embedding_dim": str(model.embedding_dim),
     }
-    diff = export_onnx(
-        model.module,
-        output,
-        mean=mean,
-        std=std,
-        check_pixels=pixels,
-        metadata=metadata,
-        tolerance=cfg.tolerance,
-        opset=cfg.opset,
-    )
+    with writing(output):
+        diff = export_onnx(
+            model.module,
+            output,
+            mean=mean,
+            std=std,
+            check_pixels=pixels,
+            metadata=metadata,
+            tolerance=cfg.tolerance,
+            opset=cfg.opset,
+        )
     checked = (
         f"max abs difference from PyTorch {diff:.2e} on {len(pixels)} MNIST test images"
         if len(pixels)
@@ -75,10 +66,8 @@ def export(cfg: DictConfig) -> float:
     return diff
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
-def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
-        export(cfg)
+def main() -> None:
+    run_command(export, "export")
 
 
 if __name__ == "__main__":

@@ -12,35 +12,25 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
-from siamese_lit.checkpoints.specs import check_values
+from siamese_lit.cli.command import run_command
+from siamese_lit.cli.outputs import check_output, writing
 from siamese_lit.data.images import ImageError
-from siamese_lit.inference.cli import check_output, load_siamese
+from siamese_lit.inference.cli import load_siamese
 from siamese_lit.inference.gallery import describe_failed, folder_gallery, mnist_gallery
 from siamese_lit.inference.index import save_index
-from siamese_lit.utils.errors import check, exit_on_user_error
+from siamese_lit.utils.errors import check
 
 
 def make_index(cfg: DictConfig) -> dict[str, Any]:
     """Build and write the index of `cfg`; returns what was indexed (also printed)."""
-    check_values(
-        cfg,
-        {
-            "gallery": (str, int),
-            "gallery_size": (int, type(None)),
-            "overwrite": (bool,),
-            "device": (str,),
-            "batch_size": (int,),
-        },
-    )
     check(cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}.")
     check(
         cfg.gallery_size is None or cfg.gallery_size >= 1,
         f"gallery_size must be >= 1, got {cfg.gallery_size}.",
     )
-    out = check_output(cfg.index_path, "index_path", cfg.overwrite)
+    out = check_output(cfg, "index_path", cfg.overwrite)
     gallery = str(cfg.gallery)
     if gallery == "mnist":
         items = mnist_gallery(cfg.data.data_dir, cfg.gallery_size)
@@ -54,7 +44,8 @@ def make_index(cfg: DictConfig) -> dict[str, Any]:
         )
     model = load_siamese(cfg, device=cfg.device)
     index = model.build_index(items.digits, items.labels, items.sources, batch_size=cfg.batch_size)
-    save_index(index, out)
+    with writing(out):
+        save_index(index, out)
     counts = {c: index.labels.count(c) for c in index.classes}
     threshold = f"{index.threshold:.4f}" if index.threshold == index.threshold else "none (not calibrated)"
     size = out.stat().st_size / 2**20
@@ -72,10 +63,8 @@ def make_index(cfg: DictConfig) -> dict[str, Any]:
     return {"index_path": str(out), "items": len(index.labels), "labels": counts}
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="index")
-def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
-        make_index(cfg)
+def main() -> None:
+    run_command(make_index, "index")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`python -m siamese_lit.results SOURCE... [--out RESULTS.md]`: the results tables, from run outputs.
+"""`python -m siamese_lit.results SOURCE... [out=RESULTS.md]`: the results tables, from run outputs.
 
 Each SOURCE is a multirun dir (seeds of an experiment: `train -m +experiment=NAME seed=0,1,2`), an
 evaluate run dir (holding report.json) or a bench JSON file (outputs/bench/). The tables give each
@@ -12,7 +12,6 @@ command exits 2 when nothing usable remains.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from collections import defaultdict
@@ -20,9 +19,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
+from siamese_lit.cli.command import run_command
+from siamese_lit.cli.outputs import check_output, writing
 from siamese_lit.reports.sources import KINDS, SweepSource, read_sources, shown
 from siamese_lit.reports.sweep_dir import mean_std, seed_groups
-from siamese_lit.utils.errors import DataError, exit_on_user_error
+from siamese_lit.utils.errors import DataError, check
 from siamese_lit.utils.files import write_atomic
 from siamese_lit.utils.tables import flatten, markdown_table
 
@@ -206,21 +209,21 @@ def results(sources: Sequence[Path], warn: Callable[[str], None] = _warn) -> str
     return "\n".join(md) + "\n"
 
 
+def results_command(cfg: DictConfig) -> None:
+    """The task of `python -m siamese_lit.results` (its settings: siamese_lit.cli.schemas.ResultsSettings):
+    the tables written to `out` (atomically, checked writable first), or printed."""
+    out = check_output(cfg, "out", overwrite=True, required=False)
+    check(bool(cfg.sources), "no sources: give multirun dirs, evaluate run dirs or bench JSON files.")
+    text = results([Path(s) for s in cfg.sources])
+    if out is None:
+        print(text, end="")
+        return
+    with writing(out):
+        write_atomic(out, text)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "sources", type=Path, nargs="+", help="multirun dirs, evaluate run dirs, bench JSON files"
-    )
-    parser.add_argument(
-        "--out", type=Path, help="write the tables there (atomically) instead of printing them"
-    )
-    args = parser.parse_args(argv)
-    with exit_on_user_error():
-        text = results(args.sources)
-        if args.out:
-            write_atomic(args.out, text)
-        else:
-            print(text, end="")
+    run_command(results_command, "results", positional="sources", argv=argv)
 
 
 if __name__ == "__main__":

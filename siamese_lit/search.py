@@ -12,21 +12,20 @@ named; the others are answered, then one `error:` line (exit 2).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
-from siamese_lit.checkpoints.specs import check_values
-from siamese_lit.cli.paths import positional_paths
+from siamese_lit.cli.command import run_command
+from siamese_lit.cli.outputs import check_output, writing
+from siamese_lit.cli.settings import check_seeds
 from siamese_lit.data.images import ImageError
-from siamese_lit.inference.cli import check_output, load_siamese, string_list
+from siamese_lit.inference.cli import load_siamese, string_list
 from siamese_lit.inference.gallery import describe_failed, query_files, read_digits
 from siamese_lit.inference.index import GalleryIndex, Match, load_index
 from siamese_lit.inference.model import PROTOCOLS, SiameseModel
-from siamese_lit.utils.errors import CheckpointError, ConfigError, check, exit_on_user_error
+from siamese_lit.utils.errors import CheckpointError, ConfigError, check
 from siamese_lit.utils.files import finite, write_atomic
 
 #: neighbours shown per query in the terminal table (all k are in the JSON)
@@ -78,25 +77,13 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 def search(cfg: DictConfig) -> list[dict[str, Any]]:
     """The answer of every query of `cfg` (also printed, and written to `cfg.output`)."""
-    check_values(
-        cfg,
-        {
-            "protocol": (str,),
-            "k": (int, type(None)),
-            "threshold": (float, type(None)),
-            "seed": (int,),
-            "overwrite": (bool,),
-            "device": (str,),
-            "batch_size": (int,),
-            "ckpt_path": (str, type(None)),
-        },
-    )
     check(cfg.protocol in PROTOCOLS, f"protocol must be one of {list(PROTOCOLS)}, got {cfg.protocol!r}.")
     k = PROTOCOLS[cfg.protocol] if cfg.k is None else cfg.k
     check(k >= 1, f"k must be >= 1, got {k}.")
     check(cfg.threshold is None or cfg.threshold >= 0, f"threshold must be >= 0, got {cfg.threshold}.")
     check(cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}.")
-    output = check_output(cfg.output, "output", cfg.overwrite, required=False)
+    check_seeds(cfg, ("seed",))  # the article protocol's draws: numpy's range, not an OverflowError
+    output = check_output(cfg, "output", cfg.overwrite, required=False)
     if not cfg.index_path:
         raise ConfigError(
             "index_path is required: pass index_path=<file made by python -m siamese_lit.index>."
@@ -124,7 +111,8 @@ def search(cfg: DictConfig) -> list[dict[str, Any]]:
     )
     print(_table(rows), flush=True)
     if output is not None:
-        write_atomic(output, json.dumps(finite(rows), indent=2, allow_nan=False) + "\n")
+        with writing(output):
+            write_atomic(output, json.dumps(finite(rows), indent=2, allow_nan=False) + "\n")
         print(f"answers written to {output}")
     if failed:
         raise ImageError(
@@ -134,16 +122,8 @@ def search(cfg: DictConfig) -> list[dict[str, Any]]:
     return rows
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="search")
-def _main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
-        search(cfg)
-
-
 def main() -> None:
-    with exit_on_user_error():
-        sys.argv[1:] = positional_paths(sys.argv[1:], "queries")
-    _main()
+    run_command(search, "search", positional="queries")
 
 
 if __name__ == "__main__":

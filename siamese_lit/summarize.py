@@ -1,4 +1,4 @@
-"""`python -m siamese_lit.summarize DIR`: one row per job of a multirun, best first.
+"""`python -m siamese_lit.summarize DIR...`: one row per job of a multirun, best first.
 
 Reads each job dir's `.hydra/overrides.yaml`, `.hydra/config.yaml` and `metrics.json` (or the
 `error.json` of a failed job, see siamese_lit.runs.sweep), sorts by the sweep's `optimized_metric` and
@@ -11,7 +11,6 @@ ends (`SweepSummary`, a Hydra callback).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import logging
@@ -23,8 +22,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from siamese_lit.cli.command import run_command
 from siamese_lit.reports.sweep_dir import Sweep, mean_std, ranked, read_sweep, seed_groups, varying_keys
-from siamese_lit.utils.errors import DataError, exit_on_user_error
+from siamese_lit.utils.errors import DataError, check
 from siamese_lit.utils.files import write_atomic
 from siamese_lit.utils.tables import markdown_table
 
@@ -158,14 +158,19 @@ class SweepSummary(Callback):
             raise SystemExit(1)
 
 
+def summarize_command(cfg: DictConfig) -> None:
+    """The task of `python -m siamese_lit.summarize` (its settings: siamese_lit.cli.schemas): each
+    multirun dir of `cfg.dirs` summarized, and its summary printed."""
+    check(bool(cfg.dirs), "no dir: give a multirun dir, e.g. outputs/siamese/multiruns/<timestamp>.")
+    for name in cfg.dirs:
+        if not Path(name).is_dir():
+            raise DataError(f"{name} is not a directory: give a multirun dir.")
+    for name in cfg.dirs:
+        print(summarize(Path(name))[1], end="")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dir", type=Path, help="a multirun dir, e.g. outputs/siamese/multiruns/<timestamp>")
-    args = parser.parse_args(argv)
-    with exit_on_user_error():
-        if not args.dir.is_dir():
-            raise DataError(f"{args.dir} is not a directory: give a multirun dir.")
-        print(summarize(args.dir)[1], end="")
+    run_command(summarize_command, "summarize", positional="dirs", argv=argv)
 
 
 if __name__ == "__main__":

@@ -3,36 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import hydra
-import lightning as L
-import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
-from siamese_lit.callbacks import log_final_hparams
-from siamese_lit.checkpoints.limits import check_parameters
-from siamese_lit.checkpoints.roles import NETWORK, check_roles
-from siamese_lit.checkpoints.specs import build, check_spec
-from siamese_lit.cli.settings import check_run
-from siamese_lit.cluster import slurm
-from siamese_lit.models.loading import check_resume
-from siamese_lit.models.roles import MODEL_ROLES
-from siamese_lit.runs.instantiate import instantiate_callbacks, instantiate_loggers
-from siamese_lit.runs.provenance import provenance
-from siamese_lit.runs.run_dir import claim_output_dir
-from siamese_lit.runs.stopping import StopCleanly
-from siamese_lit.runs.sweep import is_multirun, objective, run_job
-from siamese_lit.utils.allocator import keep_freed_memory
-from siamese_lit.utils.errors import check, exit_on_user_error, run_hydra
-from siamese_lit.utils.files import write_json
-from siamese_lit.utils.log import log, print_metrics, scalars
+from siamese_lit.cli.command import run_command
+
+if TYPE_CHECKING:  # the libraries load in the task, after the wrapper is in place (Ctrl-C while they do)
+    import lightning as L
 
 
 def check_config(cfg: DictConfig) -> None:
     """What the user can get wrong in the config, refused before any data or model work: targets a
     model may not build, arguments of the wrong name or type (siamese_lit.checkpoints.specs), a run of
     no epochs."""
+    import torch
+    from torch import nn
+
+    from siamese_lit.checkpoints.limits import check_parameters
+    from siamese_lit.checkpoints.roles import NETWORK, check_roles
+    from siamese_lit.checkpoints.specs import build, check_spec
+    from siamese_lit.cli.settings import check_run
+    from siamese_lit.models.roles import MODEL_ROLES
+    from siamese_lit.utils.errors import check
+
     check_roles(OmegaConf.to_container(cfg.model), "model", roles=MODEL_ROLES)  # classes in place, first
     check_spec(cfg.model, "model", allowed_only=True)
     check_spec(cfg.data, "data")
@@ -56,6 +50,18 @@ def check_config(cfg: DictConfig) -> None:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train and test the configured model; returns the final metrics (also in metrics.json)."""
+    import lightning as L
+
+    from siamese_lit.checkpoints.specs import build
+    from siamese_lit.cluster import slurm
+    from siamese_lit.models.loading import check_resume
+    from siamese_lit.runs.instantiate import instantiate_callbacks, instantiate_loggers
+    from siamese_lit.runs.provenance import provenance
+    from siamese_lit.runs.run_dir import claim_output_dir
+    from siamese_lit.runs.stopping import StopCleanly
+    from siamese_lit.utils.files import write_json
+    from siamese_lit.utils.log import log
+
     output_dir = Path(cfg.paths.output_dir)
     made_at = provenance()  # the code this process runs, whatever is committed while it does
     if not slurm.requeued():  # a requeued SLURM job goes on in its own dir, from its last.ckpt
@@ -98,9 +104,21 @@ def _fit_and_test(
     ckpt_path: str | None,
 ) -> dict[str, float]:
     """Fit (resuming from `ckpt_path`), then test the best checkpoint; the final metrics."""
+    from siamese_lit.callbacks import log_final_hparams
+    from siamese_lit.utils.errors import ConfigError
+    from siamese_lit.utils.log import log, print_metrics, scalars
+
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        try:
+            trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        except ValueError as exc:  # raised as the epoch's batches are counted, before the first step
+            if "`val_check_interval`" not in str(exc):
+                raise
+            raise ConfigError(
+                f"trainer.val_check_interval={trainer.val_check_interval} is more than the training batches "
+                f"of an epoch ({' '.join(str(exc).split())})"
+            ) from exc
         metrics.update(scalars(trainer.callback_metrics))
         checkpoint = trainer.checkpoint_callback
         if checkpoint is not None and checkpoint.monitor and checkpoint.best_model_score is not None:
@@ -126,19 +144,19 @@ def _fit_and_test(
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def _main(cfg: DictConfig) -> float | None:
+def train_command(cfg: DictConfig) -> float | None:
+    """The task of `python -m siamese_lit.train`: one run, or one job of a multirun (whose failure is
+    recorded and the sweep goes on); the value an Optuna sweep optimizes."""
+    from siamese_lit.runs.sweep import is_multirun, objective, run_job
+    from siamese_lit.utils.allocator import keep_freed_memory
+
     keep_freed_memory()
-    if is_multirun():
-        metrics = run_job(cfg, train)  # a failing job is recorded, the sweep goes on
-    else:
-        with exit_on_user_error():
-            metrics = train(cfg)
+    metrics = run_job(cfg, train) if is_multirun() else train(cfg)
     return objective(metrics, cfg.get("optimized_metric"))
 
 
 def main() -> None:
-    run_hydra(_main)  # Hydra's own errors (unparsable override, unknown key) as one line too
+    run_command(train_command, "train")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchmetrics.retrieval import RetrievalMAP, RetrievalPrecision
 
-from siamese_lit.compare import compare, hydra_args
+from siamese_lit.cli.paths import positional_paths
+from siamese_lit.compare import compare
 from siamese_lit.data.images import ImageError, load_digit
 from siamese_lit.data.mnist import load_mnist
 from siamese_lit.evaluate import evaluate
@@ -301,14 +302,14 @@ def test_compare_cli_takes_positional_paths(digit_files, tiny_siamese_run: Path,
 
 
 def test_hydra_args_turn_positional_paths_into_the_images_override() -> None:
-    assert hydra_args(["ckpt_path=m.ckpt", "a b.png", "--cfg", "job", "c'd.png"]) == [
+    assert positional_paths(["ckpt_path=m.ckpt", "a b.png", "--cfg", "job", "c'd.png"], "images") == [
         "ckpt_path=m.ckpt",
         "--cfg",
         "job",
         "images=['a b.png','c\\'d.png']",
     ]
     with pytest.raises(ValueError, match="not both"):
-        hydra_args(["a.png", "b.png", "images=[c.png]"])
+        positional_paths(["a.png", "b.png", "images=[c.png]"], "images")
 
 
 def test_bad_images_and_checkpoints_are_one_line_errors(tmp_path: Path, tiny_siamese_run: Path) -> None:

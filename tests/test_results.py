@@ -51,7 +51,7 @@ def test_the_eval_table_groups_reports_by_the_checkpoints_experiment(seeds: Path
 
 
 def test_cli_writes_the_file_and_refuses_what_it_cannot_read(seeds: Path, tmp_path: Path) -> None:
-    proc = run_cli("siamese_lit.results", [str(seeds), "--out", str(tmp_path / "RESULTS.md")])
+    proc = run_cli("siamese_lit.results", [str(seeds), f"out={tmp_path / 'RESULTS.md'}"])
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "RESULTS.md").read_text().startswith("# Results")
     proc = run_cli("siamese_lit.results", [str(tmp_path)])

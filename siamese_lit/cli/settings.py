@@ -13,7 +13,6 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from siamese_lit.checkpoints.specs import check_values
 from siamese_lit.utils.errors import ConfigError, check
 
 #: The seeds numpy (and so Lightning's seed_everything) accepts.
@@ -88,10 +87,9 @@ def check_run(cfg: Any) -> None:
         check_knn_k(knn_k, gallery, "model.knn_k (with data.gallery_size)")
 
 
-def check_evaluate(cfg: Any, types: typing.Mapping[str, tuple[type, ...]]) -> None:
-    """evaluate's own settings: of their `types` (evaluate.SETTINGS), sizes >= 1, seeds numpy takes,
-    a precision Lightning knows. (Every distance is finite: utils.checkpoints.check_embedding_scale.)"""
-    check_values(cfg, types)
+def check_evaluate(cfg: Any) -> None:
+    """evaluate's own settings (their types: siamese_lit.cli.schemas.EvalSettings): sizes >= 1, seeds
+    numpy takes, a precision Lightning knows. (Every distance is finite: check_embedding_scale.)"""
     check_at_least(
         cfg, ("batch_size", "protocol.k", "gallery_knn_k", "oneshot_episodes", "retrieval.neighbours")
     )

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import socket
 import time
+from typing import TYPE_CHECKING
 
-import hydra
 from omegaconf import DictConfig
 
-from siamese_lit.checkpoints.specs import check_values
-from siamese_lit.demo.engine import Recognizer, gallery_images
-from siamese_lit.inference.cli import load_siamese
-from siamese_lit.inference.gallery import mnist_gallery
-from siamese_lit.inference.index import GalleryIndex, load_index
-from siamese_lit.inference.model import SiameseModel
-from siamese_lit.utils.errors import ConfigError, check, exit_on_user_error
+from siamese_lit.cli.command import run_command
+from siamese_lit.utils.errors import ConfigError, check
+
+if TYPE_CHECKING:
+    from siamese_lit.inference.index import GalleryIndex
+    from siamese_lit.inference.model import SiameseModel
 
 #: The page has no authentication: it is served on the loopback interface only.
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -28,19 +27,8 @@ MNIST_TRAIN = 60000
 
 
 def check_config(cfg: DictConfig) -> None:
-    """ConfigError for the first setting of conf/demo.yaml out of type or range."""
-    check_values(
-        cfg,
-        {
-            "index_path": (str, type(None)),
-            "gallery_size": (int, type(None)),
-            "neighbours": (int,),
-            "threshold": (float, type(None)),
-            "host": (str,),
-            "port": (int,),
-            "device": (str,),
-        },
-    )
+    """ConfigError for the first setting of conf/demo.yaml out of range (their types are checked by
+    Hydra: siamese_lit.cli.schemas)."""
     check(cfg.neighbours >= 1, f"neighbours must be >= 1, got {cfg.neighbours}.")
     check(
         cfg.gallery_size is None or 1 <= cfg.gallery_size <= MNIST_TRAIN,
@@ -71,6 +59,8 @@ def check_port_free(host: str, port: int) -> None:
 
 def gallery_from_mnist(model: SiameseModel, cfg: DictConfig) -> GalleryIndex:
     """The first gallery_size MNIST training images (all by default), embedded now (timed)."""
+    from siamese_lit.inference.gallery import mnist_gallery
+
     items = mnist_gallery(cfg.data.data_dir, cfg.gallery_size)
     start = time.perf_counter()
     index = model.build_index(items.digits, items.labels, items.sources)
@@ -80,7 +70,12 @@ def gallery_from_mnist(model: SiameseModel, cfg: DictConfig) -> GalleryIndex:
 
 
 def serve(cfg: DictConfig) -> None:
-    check_config(cfg)
+    """The task of `python -m siamese_lit.demo`: checks, loads, then serves until Ctrl-C (exit 130)."""
+    check_config(cfg)  # before the libraries load: a wrong port is one line at once
+    from siamese_lit.demo.engine import Recognizer, gallery_images
+    from siamese_lit.inference.cli import load_siamese
+    from siamese_lit.inference.index import load_index
+
     try:
         from siamese_lit.demo import page as page_module
     except ImportError as exc:
@@ -104,10 +99,8 @@ def serve(cfg: DictConfig) -> None:
     page_module.launch(page_module.build_page(recognizer, about), cfg.host, cfg.port)
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="demo")
-def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
-        serve(cfg)
+def main() -> None:
+    run_command(serve, "demo")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ drawn-digit benchmark read; the texts hold `Verdict: same digit` / `Verdict: dif
 from __future__ import annotations
 
 import os
+import time
 
 # before gradio is imported: no analytics, no version check, no hub look-ups
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -175,4 +176,8 @@ def launch(page: gr.Blocks, host: str, port: int) -> None:
         app_kwargs={"middleware": [Middleware(LoopbackOnly, port=port)]},
     )
     print(f"serving on http://{host}:{port} (Ctrl+C to stop)", flush=True)
-    page.block_thread()
+    try:  # not page.block_thread(): it swallows Ctrl-C, and the command would end with 0
+        while True:
+            time.sleep(0.5)
+    finally:
+        page.close()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import sys
-from collections.abc import Callable, Iterator
+import typing
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -69,12 +70,44 @@ def _one_line(text: str) -> str:
     return out.replace(":; ", ": ")
 
 
+def _type_name(annotation: Any) -> str:
+    """A dataclass field's type as a user reads it: `float | None` as "float or null"."""
+    args = typing.get_args(annotation)
+    if args and type(None) in args:
+        return " or ".join(_type_name(a) for a in args if a is not type(None)) + " or null"
+    if typing.get_origin(annotation) is list:
+        return f"a list of {_type_name(args[0])}" if args else "a list"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _schema_error(exc: OmegaConfBaseException | None) -> ConfigError | None:
+    """A value a command's typed schema (siamese_lit.cli.schemas) refuses, as `key must be <type>,
+    got <value>.`; None when `exc` is no such refusal."""
+    object_type = getattr(exc, "object_type", None)
+    if (
+        exc is None
+        or not dataclasses.is_dataclass(object_type)
+        or "ValidationError" not in type(exc).__name__
+    ):
+        return None
+    try:
+        annotation = typing.get_type_hints(object_type).get(exc.key)
+    except (NameError, TypeError):
+        return None
+    if annotation is None:
+        return None
+    return ConfigError(f"{exc.full_key} must be {_type_name(annotation)}, got {exc.value!r}.")
+
+
 def _library_error(exc: BaseException) -> ConfigError | None:
     """Hydra's command-line errors and Lightning's MisconfigurationException (a setting it refuses)
     as a one-line ConfigError; None for anything else."""
     names = {cls.__name__ for cls in type(exc).__mro__}
     if names & HYDRA_USER_ERRORS:
         cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else None
+        typed = _schema_error(cause)
+        if typed is not None:
+            return typed
         text = _one_line(str(exc)) + (f" ({_one_line(str(cause))})" if cause else "")
         hint = f"; {QUOTING}" if "OverrideParseException" in names else ""
         return ConfigError(f"command line: {text}{hint}")
@@ -107,6 +140,22 @@ def check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _interrupted(exc: BaseException | None) -> bool:
+    """Whether a KeyboardInterrupt is `exc` or behind it (its cause or context, however deep)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _stopped_by_sigint() -> None:
+    print("error: stopped by SIGINT (Ctrl-C) before it finished: run it again.", file=sys.stderr, flush=True)
+    raise SystemExit(130) from None
+
+
 @contextmanager
 def exit_on_user_error() -> Iterator[None]:
     """Turn a SiameseLitError (however wrapped) into `error: <message>` on stderr and its exit code;
@@ -114,28 +163,13 @@ def exit_on_user_error() -> Iterator[None]:
     one line and 130, as a process killed by SIGINT."""
     try:
         yield
-    except KeyboardInterrupt:
-        message = "stopped by SIGINT (Ctrl-C) before it finished: run it again."
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        raise SystemExit(130) from None
     except Exception as exc:
+        if _interrupted(exc):  # a library turned the KeyboardInterrupt into an error of its own
+            _stopped_by_sigint()
         err = find_user_error(exc)
         if err is None:
             raise
         print(f"error: {_one_line(str(err))}", file=sys.stderr, flush=True)
         raise SystemExit(err.exit_code) from None
-
-
-def run_hydra(task_main: Callable[[], Any]) -> Any:
-    """A @hydra.main function, with Hydra's own errors (printed by Hydra over several lines, exit 1)
-    ending as the one `error:` line with exit 2: HYDRA_FULL_ERROR makes Hydra raise them instead."""
-    previous = os.environ.get("HYDRA_FULL_ERROR")
-    os.environ["HYDRA_FULL_ERROR"] = "1"
-    try:
-        with exit_on_user_error():
-            return task_main()
-    finally:
-        if previous is None:
-            os.environ.pop("HYDRA_FULL_ERROR", None)
-        else:
-            os.environ["HYDRA_FULL_ERROR"] = previous
+    except KeyboardInterrupt:
+        _stopped_by_sigint()

@@ -198,7 +198,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
         tmp.mkdir()
         sources, unreadable = case.build(tmp, sweep, config)
         results_md, peak = tmp / "RESULTS.md", tmp / "peak"
-        command = [sys.executable, "-m", "siamese_lit.results", *map(str, sources), "--out", str(results_md)]
+        command = [sys.executable, "-m", "siamese_lit.results", *map(str, sources), f"out={results_md}"]
         out[case.id] = Run(
             *_run_measured(command, {**env, "PEAK_FILE": str(peak)}, peak), results_md, unreadable
         )
