@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import EXPERIMENTS, run_cli
 from torchvision.datasets import MNIST
 
 from siamese_lit.data.mnist import DATA_DIR_VARIABLE, MNIST_FILES, ensure_mnist, load_mnist, raw_folder
 from siamese_lit.train import train
 from siamese_lit.utils.errors import ConfigError, DataError, find_user_error
+from tests.helpers.runs import EXPERIMENTS, run_cli
 
 BAD_CONFIGS = [
     (["+experiment=siamese", "model.objective.margin=0"], "model.objective.margin must be > 0"),

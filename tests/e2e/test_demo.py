@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import compose_cfg, run_cli
 from PIL import Image, ImageDraw
 
 from bench.strokes import TEMPLATES
@@ -21,6 +20,7 @@ from siamese_lit.demo.engine import Recognizer, drawing_to_gray, gallery_images,
 from siamese_lit.inference.cli import load_siamese
 from siamese_lit.inference.gallery import mnist_gallery
 from siamese_lit.inference.index import build_index, save_index
+from tests.helpers.runs import compose_cfg, run_cli
 
 RUNS_CODE = r"refers to [\w.]+, which a siamese_lit checkpoint never does: refused unread"
 

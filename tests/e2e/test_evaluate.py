@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import compose_cfg, run_cli
 from hydra.utils import instantiate
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -24,6 +25,7 @@ from siamese_lit.evaluation.retrieval import retrieval, sort_rows
 from siamese_lit.models.loading import load_model
 from siamese_lit.objectives import Distance
 from siamese_lit.utils.errors import CheckpointError
+from tests.helpers.runs import compose_cfg, run_cli
 
 TEST_SIZE = 1000
 DATA = [
@@ -351,3 +353,33 @@ def test_positional_paths_read_back_as_themselves_never_interpolated(key: str) -
     (override,) = positional_paths(paths, key)
     value = OverridesParser.create().parse_override(override).value()
     assert OmegaConf.to_container(OmegaConf.create({key: value}), resolve=True)[key] == paths
+
+
+def test_evaluate_takes_the_data_settings_from_the_checkpoint_unless_given(
+    tiny_siamese_run: Path, tmp_path: Path
+) -> None:
+    """A model trained to be tested on digits 1 and 7 is tested on them (1135 + 1028 test images),
+    not on all ten; `data.test_classes` on the command line still wins (+ 980 zeros)."""
+    saved = torch.load(tiny_siamese_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    ckpt = tmp_path / "ones_and_sevens.ckpt"
+    data = {**saved["datamodule_hyper_parameters"], "test_classes": [1, 7]}
+    torch.save({**saved, "datamodule_hyper_parameters": data}, ckpt)
+    runs = {"saved": [], "given": ["data.test_classes=[0,1,7]"]}
+
+    def evaluate(name: str) -> dict[str, Any]:
+        out = tmp_path / name
+        args = [
+            f"ckpt_path={ckpt}",
+            "device=cpu",
+            "data.gallery_size=500",
+            *runs[name],
+            f"hydra.run.dir={out}",
+        ]
+        result = run_cli("siamese_lit.evaluate", args)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads((out / "report.json").read_text())
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reports = dict(zip(runs, pool.map(evaluate, runs), strict=True))
+    assert reports["saved"]["test_images"] == 1135 + 1028
+    assert reports["given"]["test_images"] == 980 + 1135 + 1028

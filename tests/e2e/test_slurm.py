@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import require, run_cli
 from omegaconf import OmegaConf
-from test_sweeps import read_summary, tiny
 
 from siamese_lit import PROJECT_ROOT
+from tests.helpers.runs import read_summary, require, run_cli
+from tests.helpers.runs import smaller_siamese as tiny
 
 pytestmark = pytest.mark.slurm
 SCRIPT = PROJECT_ROOT / "scripts" / "slurm_local.sh"

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONF_DIR, TINY_SIAMESE, compose_cfg, run_cli
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from siamese_lit.data.loader import BatchLoader
 from siamese_lit.summarize import main as summarize_main
+from tests.helpers.runs import CONF_DIR, TINY_SIAMESE, compose_cfg, run_cli
 
 # smaller than TINY_SIAMESE: these are whole CLI runs, several per test
 SMALLER = {
