@@ -37,6 +37,7 @@ train: $(STAMP)  ## the headline experiment
 # make test: the whole suite (tests/unit and tests/e2e: real CLI subprocesses, training runs, the
 # browser and SLURM tests), what .ci/run calls. make test-fast: the unit tier only (tests/unit, in-process,
 # no training run), for the inner loop; ARGS adds pytest options to either (ARGS="-k name").
+# SIAMESE_LIT_NO_BF16=1 make test: the suite as on a CPU without bfloat16 kernels (utils/precision.py).
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
 
