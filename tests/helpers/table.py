@@ -82,6 +82,7 @@ def run_measured(
         text=True,
         timeout=timeout,
     )
+    assert usage_file.is_file(), f"the launcher did not run {module}: {result.stderr[-3000:]}"
     rss_kib, cpu_s = usage_file.read_text().split()
     return Run(result, int(rss_kib) / 1024, float(cpu_s), time.monotonic() - start)
 
