@@ -21,7 +21,7 @@ from tests.helpers.runs import (  # noqa: F401  (re-exported: `from conftest imp
     run_cli,
     train_tiny,
 )
-from tests.helpers.runs import data_dir as _data_dir
+from tests.helpers.runs import mnist_root as _data_dir  # the name tests import from conftest
 
 E2E = Path(__file__).parent / "e2e"
 

@@ -60,7 +60,7 @@ def read_summary(sweep_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def data_dir() -> Path:
+def mnist_root() -> Path:
     """Where MNIST is read from: $SIAMESE_LIT_DATA_DIR, else the repository's data/."""
     env = os.environ.get("SIAMESE_LIT_DATA_DIR")
     return Path(env) if env else PROJECT_ROOT / "data"
@@ -72,13 +72,13 @@ def compose_cfg(overrides: list[str], output_dir: Path, config_name: str = "trai
         cfg = compose(config_name=config_name, overrides=overrides)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
-        cfg.paths.data_dir = str(data_dir())
+        cfg.paths.data_dir = str(mnist_root())
     return cfg
 
 
 def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a CLI run: this one, the data dir, unbuffered output, plus `env`."""
-    return {**os.environ, "SIAMESE_LIT_DATA_DIR": str(data_dir()), "PYTHONUNBUFFERED": "1", **(env or {})}
+    return {**os.environ, "SIAMESE_LIT_DATA_DIR": str(mnist_root()), "PYTHONUNBUFFERED": "1", **(env or {})}
 
 
 def run_cli(
