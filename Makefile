@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Where MNIST is read from; ../shared/data on the project's machines, data/ (downloaded) elsewhere.
 export SIAMESE_LIT_DATA_DIR ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),$(CURDIR)/data)
 
-.PHONY: install browser demo train test bench bench-quick eval tensorboard summary lint clean slurm
+.PHONY: install browser demo train test test-fast bench bench-quick eval tensorboard summary lint clean slurm
 
 install: $(STAMP)
 
@@ -34,8 +34,15 @@ demo: $(STAMP)  ## make demo CKPT=<siamese .ckpt> [INDEX=<index file>]: the draw
 train: $(STAMP)  ## the headline experiment
 	$(PY) -m siamese_lit.train +experiment=siamese $(ARGS)
 
+# make test: the whole suite (tests/unit and tests/e2e: real CLI subprocesses, training runs, the
+# browser and SLURM tests), what .ci/run calls. make test-fast: the unit tier only (tests/unit, in-process,
+# no training run), for the inner loop; ARGS adds pytest options to either (ARGS="-k name").
+# SIAMESE_LIT_NO_BF16=1 make test: the suite as on a CPU without bfloat16 kernels (utils/precision.py).
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q tests/unit -m "not e2e and not slurm and not browser and not slow" $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m bench $(ARGS)

@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from siamese_lit.utils.errors import ConfigError, check
+from siamese_lit.utils.precision import check_runs_here
 
 #: The seeds numpy (and so Lightning's seed_everything) accepts.
 SEED_RANGE = (0, 2**32 - 1)
@@ -80,6 +81,8 @@ def check_run(cfg: Any) -> None:
         )
     check_seeds(cfg, ("seed", "data.seed", "data.split_seed"))
     check_precision(OmegaConf.select(cfg, "trainer.precision"), "trainer.precision")
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
+    check_runs_here(OmegaConf.select(cfg, "trainer.precision"), accelerator, "trainer.precision")
     for key in ("data.mean", "data.std"):
         check_finite(OmegaConf.select(cfg, key), key)
     knn_k, gallery = OmegaConf.select(cfg, "model.knn_k"), OmegaConf.select(cfg, "data.gallery_size")
@@ -95,3 +98,7 @@ def check_evaluate(cfg: Any) -> None:
     )
     check_seeds(cfg, ("seed", "robustness.seed"))
     check_precision(OmegaConf.select(cfg, "precision"), "precision")
+    device = str(OmegaConf.select(cfg, "device", default="auto"))
+    check_runs_here(
+        OmegaConf.select(cfg, "precision"), "cpu" if device.startswith("cpu") else device, "precision"
+    )

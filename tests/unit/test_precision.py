@@ -1,5 +1,6 @@
-"""Speed settings and their safeguards: mixed precision where the hardware pays for it, float32
-embeddings, the allocator tuning, and the LSTM forget-gate init."""
+"""Speed settings and their safeguards: mixed precision where the hardware pays for it (and refused with
+one line where the CPU cannot run it), float32 embeddings, the allocator tuning, and the LSTM
+forget-gate init. SIAMESE_LIT_NO_BF16=1 runs them as on a CPU without bfloat16 kernels."""
 
 from __future__ import annotations
 
@@ -9,9 +10,23 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from siamese_lit.cli.settings import check_run
 from siamese_lit.models.encoders import SequenceEncoder
 from siamese_lit.utils import precision
 from siamese_lit.utils.allocator import keep_freed_memory
+from siamese_lit.utils.errors import ConfigError
+
+NO_BF16_LSTM = "this CPU has no bfloat16 kernel for the LSTM (utils/precision.py: cpu_runs_bf16_lstm)"
+
+
+@pytest.fixture
+def without_bf16(monkeypatch: pytest.MonkeyPatch):
+    """The probe answers as on a CPU without bfloat16 kernels (SIAMESE_LIT_NO_BF16=1)."""
+    monkeypatch.setenv(precision.NO_BF16_VARIABLE, "1")
+    precision.cpu_runs_bf16_lstm.cache_clear()
+    yield
+    monkeypatch.delenv(precision.NO_BF16_VARIABLE)
+    precision.cpu_runs_bf16_lstm.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -25,7 +40,30 @@ from siamese_lit.utils.allocator import keep_freed_memory
 )
 def test_auto_precision_is_bf16_only_on_an_amx_cpu(monkeypatch, accelerator, amx, expected) -> None:
     monkeypatch.setattr(precision, "cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(precision, "cpu_runs_bf16_lstm", lambda: True)
     assert precision.auto_precision(accelerator) == expected
+
+
+def test_auto_precision_is_32_where_the_cpu_has_no_bf16_kernels(monkeypatch, without_bf16) -> None:
+    monkeypatch.setattr(precision, "cpu_has_amx", lambda: True)
+    assert precision.auto_precision("cpu") == "32-true"
+
+
+def test_the_probe_is_tried_once_and_the_variable_turns_it_off(without_bf16) -> None:
+    assert precision.cpu_runs_bf16_lstm() is False
+    assert precision.cpu_runs_bf16_lstm.cache_info().misses == 1
+
+
+@pytest.mark.parametrize("asked", ["bf16-mixed", "bf16-true"])
+def test_bf16_on_a_cpu_without_its_kernels_is_one_line(make_cfg, without_bf16, asked: str) -> None:
+    cfg = make_cfg(["+experiment=siamese", "trainer=cpu", f"trainer.precision={asked}"])
+    with pytest.raises(
+        ConfigError, match=rf"^trainer\.precision={asked}: SIAMESE_LIT_NO_BF16 is set, .*LSTM"
+    ):
+        check_run(cfg)
+    check_run(make_cfg(["+experiment=siamese", "trainer=cpu", "trainer.precision=32-true"]))
+    gpu = make_cfg(["+experiment=siamese", "trainer.accelerator=gpu", f"trainer.precision={asked}"])
+    precision.check_runs_here(gpu.trainer.precision, "gpu", "trainer.precision")  # not this CPU's business
 
 
 def test_trainer_and_eval_configs_resolve_to_this_machines_precision(make_cfg) -> None:
@@ -37,6 +75,8 @@ def test_trainer_and_eval_configs_resolve_to_this_machines_precision(make_cfg) -
 
 @pytest.mark.parametrize("net", ["sequence", "cnn", "mlp"])
 def test_embeddings_stay_float32_under_bf16_autocast(make_cfg, net: str) -> None:
+    if net == "sequence" and not precision.cpu_runs_bf16_lstm():
+        pytest.skip(NO_BF16_LSTM)
     model = instantiate(make_cfg(["+experiment=siamese", f"model/net={net}"]).model)
     x = torch.randn(4, 28, 28)
     with precision.forward_context(torch.device("cpu"), "bf16-mixed"):

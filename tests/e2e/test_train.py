@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import EXPERIMENTS, SMALL_NET, TINY, TINY_SIAMESE, run_cli
 from hydra.utils import instantiate
 
 from siamese_lit.models.loading import load_model
 from siamese_lit.train import train
+from tests.helpers.runs import EXPERIMENTS, SMALL_NET, TINY, TINY_SIAMESE, run_cli
 
 EXPECTED_EXPERIMENTS = {
     "classifier",

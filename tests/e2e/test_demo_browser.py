@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import compose_cfg, require
 from PIL import Image
 
 from bench.strokes import PLAIN_ONE, TEMPLATES
 from siamese_lit.data.mnist import load_mnist
+from tests.helpers.runs import compose_cfg, require
 
 pytestmark = pytest.mark.browser
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_cfg, run_cli
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 
@@ -23,6 +22,7 @@ from siamese_lit import PROJECT_ROOT
 from siamese_lit.runs.faults import RefuseUsedOutputDir, ResumableModelCheckpoint, TrainingDivergedError
 from siamese_lit.train import train
 from siamese_lit.utils.errors import ConfigError
+from tests.helpers.runs import compose_cfg, run_cli
 
 # Two short epochs of a small LSTM Siamese net; batch 32 makes epochs long enough (31 steps) to
 # kill one in the middle.

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import compose_cfg, run_cli
 from hydra.utils import instantiate
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -19,12 +20,10 @@ from siamese_lit.compare import compare
 from siamese_lit.data.images import ImageError, load_digit
 from siamese_lit.data.mnist import load_mnist
 from siamese_lit.evaluate import evaluate
-from siamese_lit.evaluation import correction as C
 from siamese_lit.evaluation import protocol as P
-from siamese_lit.evaluation.retrieval import retrieval, sort_rows
 from siamese_lit.models.loading import load_model
-from siamese_lit.objectives import Distance
 from siamese_lit.utils.errors import CheckpointError
+from tests.helpers.runs import compose_cfg, run_cli
 
 TEST_SIZE = 1000
 DATA = [
@@ -115,22 +114,6 @@ def test_correction_counts_agree_with_the_accuracies(evaluation, tiny_classifier
     assert c["article_cases"] == {}  # a 1000-image subset: MNIST's indices do not apply
 
 
-def test_correction_threshold_is_the_best_cut() -> None:
-    g = torch.Generator().manual_seed(0)
-    labels = torch.randint(0, 10, (400,), generator=g)
-    logits = torch.randn(400, 10, generator=g) + 2.5 * F.one_hot(labels, 10)  # right about 3 times in 4
-    distance = torch.rand(400, 10, generator=g) + 0.8 * (1 - F.one_hot(labels, 10))  # mostly right too
-    classes = torch.arange(10)
-    best = C.correction_threshold(logits, labels, distance, classes)
-
-    def accuracy(t: float) -> float:
-        return C.correction(logits, labels, distance, classes, t)[0]["combined_accuracy"]
-
-    _, check_distance, _ = C.checked(logits, distance, classes)
-    cuts = [float(t) for t in check_distance] + [float("inf")]  # every distinct choice
-    assert accuracy(best) == max(accuracy(t) for t in cuts) > accuracy(float("inf"))
-
-
 def test_retrieval_figures_match_torchmetrics(evaluation, tiny_siamese_run: Path, tmp_path: Path) -> None:
     _, report = evaluation
     figures = report["retrieval"]["figures"]
@@ -146,28 +129,6 @@ def test_retrieval_figures_match_torchmetrics(evaluation, tiny_siamese_run: Path
     assert figures["map"] == pytest.approx(float(RetrievalMAP()(preds, target, indexes=q)), abs=1e-4)
     precision = RetrievalPrecision(top_k=10)(preds, target, indexes=q)
     assert figures["p_at_10"] == pytest.approx(float(precision), abs=1e-4)
-
-
-def test_r_precision_and_map_at_r_are_musgraves_definitions() -> None:
-    """Against a per-query loop of the definitions (Musgrave et al. 2020, section 3.2): R = the other
-    images of the query's digit; R-precision = relevant among the R nearest / R; MAP@R = mean over
-    i <= R of P(i) at the relevant ranks i (irrelevant ranks count 0), divided by R."""
-    g = torch.Generator().manual_seed(0)
-    labels = torch.randint(0, 4, (60,), generator=g)
-    emb = torch.randn(60, 3, generator=g) + labels[:, None].float()  # some structure, many mistakes
-    r_precision, map_at_r = [], []
-    for q in range(60):
-        d = torch.cdist(emb[q : q + 1], emb)[0]
-        d[q] = float("inf")
-        ranked = (labels[d.argsort()[:-1]] == labels[q]).float()
-        r = int((labels == labels[q]).sum()) - 1
-        hits = ranked[:r]
-        precision_at = hits.cumsum(0) / torch.arange(1, r + 1)
-        r_precision.append(float(hits.sum()) / r)
-        map_at_r.append(float((precision_at * hits).sum()) / r)
-    figures = retrieval(emb, labels, [1], Distance())
-    assert figures["r_precision"] == pytest.approx(sum(r_precision) / 60, abs=1e-6)
-    assert figures["map_at_r"] == pytest.approx(sum(map_at_r) / 60, abs=1e-6)
 
 
 def test_verification_section_scores_the_test_digits(evaluation) -> None:
@@ -203,11 +164,6 @@ def test_robustness_section_every_corruption_and_the_means(evaluation) -> None:
     (grid,) = acc.Images("robustness/corruptions")
     rows = -(-(1 + len(CORRUPTIONS)) // 6)  # 6 tiles a row, 28 px + 2 px padding
     assert (grid.height, grid.width) == (2 + 30 * rows, 2 + 30 * 6)
-
-
-def test_sort_rows_sorts_like_torch() -> None:
-    keys = torch.randint(0, 2**31 - 1, (7, 5000), dtype=torch.int32)
-    assert torch.equal(sort_rows(keys), keys.sort(1).values)
 
 
 def test_report_files_and_tensorboard_grid(evaluation) -> None:
@@ -352,3 +308,33 @@ def test_positional_paths_read_back_as_themselves_never_interpolated(key: str) -
     (override,) = positional_paths(paths, key)
     value = OverridesParser.create().parse_override(override).value()
     assert OmegaConf.to_container(OmegaConf.create({key: value}), resolve=True)[key] == paths
+
+
+def test_evaluate_takes_the_data_settings_from_the_checkpoint_unless_given(
+    tiny_siamese_run: Path, tmp_path: Path
+) -> None:
+    """A model trained to be tested on digits 1 and 7 is tested on them (1135 + 1028 test images),
+    not on all ten; `data.test_classes` on the command line still wins (+ 980 zeros)."""
+    saved = torch.load(tiny_siamese_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    ckpt = tmp_path / "ones_and_sevens.ckpt"
+    data = {**saved["datamodule_hyper_parameters"], "test_classes": [1, 7]}
+    torch.save({**saved, "datamodule_hyper_parameters": data}, ckpt)
+    runs = {"saved": [], "given": ["data.test_classes=[0,1,7]"]}
+
+    def evaluate(name: str) -> dict[str, Any]:
+        out = tmp_path / name
+        args = [
+            f"ckpt_path={ckpt}",
+            "device=cpu",
+            "data.gallery_size=500",
+            *runs[name],
+            f"hydra.run.dir={out}",
+        ]
+        result = run_cli("siamese_lit.evaluate", args)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads((out / "report.json").read_text())
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reports = dict(zip(runs, pool.map(evaluate, runs), strict=True))
+    assert reports["saved"]["test_images"] == 1135 + 1028
+    assert reports["given"]["test_images"] == 980 + 1135 + 1028

@@ -1,5 +1,5 @@
-"""Bad input to the index, search and export commands, as real subprocesses (the table of
-tests/test_hardening.py, with its helpers, for the commands of siamese_lit.inference).
+"""Bad input to the index, search and export commands, as real subprocesses (the table
+harness of tests/helpers/table.py, for the commands of siamese_lit.inference).
 
 Each case asserts exit status 2, exactly one `error: ` line matching its pattern and no traceback;
 after the whole table, no payload ran, every file that existed before is byte-identical, and no
@@ -11,23 +11,19 @@ from __future__ import annotations
 
 import json
 import pickle
-import re
 import struct
-import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli
 from PIL import Image
-from test_hardening import Case, Payload, Table, _case, _fill, _snapshot
 
 from siamese_lit.data.mnist import load_mnist
 from siamese_lit.inference.index import build_index, checkpoint_fingerprint, load_index, save_index
 from siamese_lit.models.loading import load_model
+from tests.helpers.table import Case, Table, assert_refused, case, run_table
+from tests.helpers.worlds import Payload
 
-MODULES = {m: f"siamese_lit.{m}" for m in ("index", "search", "export")}
 EXISTS = r"already exists: choose another path, or pass overwrite=true"
 NOT_INDEX = r"is not a siamese_lit index"
 # `@` is the case's own output file: <out>/<case id>
@@ -115,7 +111,7 @@ TABLE: dict[str, dict[str, tuple[str, str]]] = {
     },
 }
 CASES = [
-    _case(f"{module}-{name}", module, args.replace("=@", f"=<out>/{module}-{name}"), expect)
+    case(f"{module}-{name}", module, args.replace("=@", f"=<out>/{module}-{name}"), expect)
     for module, cases in TABLE.items()
     for name, (args, expect) in cases.items()
 ]
@@ -207,26 +203,12 @@ def table(tmp_path_factory, tiny_siamese_run: Path, tiny_classifier_run: Path, d
         data_dir,
     )
     watched = (world["inputs"], tiny_siamese_run, tiny_classifier_run)
-    result = Table(world, before=_snapshot(*watched))
-
-    def run(case: Case) -> subprocess.CompletedProcess:
-        args = [_fill(a, world) for a in case.args]
-        return run_cli(MODULES[case.module], [*args, f"hydra.run.dir={root / 'runs' / case.id}"], timeout=300)
-
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        result.results = dict(zip([c.id for c in CASES], pool.map(run, CASES), strict=True))
-    result.after = _snapshot(*watched)
-    return result
+    return run_table(CASES, world, root / "runs", watched)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(case: Case, table: Table) -> None:
-    result = table.results[case.id]
-    output = result.stdout + result.stderr
-    assert "Traceback" not in output, output[-3000:]
-    assert result.returncode == case.rc, (result.returncode, output[-3000:])
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and re.search(case.expect, errors[0]), output[-3000:]
+    assert_refused(case, table.runs[case.id].result)
     assert not any(table.world["markers"].iterdir())
     assert table.after == table.before
 

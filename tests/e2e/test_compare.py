@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_cfg, run_cli
 from PIL import Image
 
 from siamese_lit.compare import compare
 from siamese_lit.data.mnist import load_mnist
 from siamese_lit.evaluate import evaluate
 from siamese_lit.utils.errors import CheckpointError, SiameseLitError, find_user_error
+from tests.helpers.runs import compose_cfg, run_cli
 
 
 def _user_error(call, *args) -> SiameseLitError:

@@ -270,9 +270,23 @@ def test_triplet_batches_carry_the_anchor_label_and_fixed_loss_rows(data_dir: Pa
     assert dm.eval_set("val").pairs[0].shape == (500,)  # the verification pairs, whatever the batches
 
 
-def test_sampling_an_epoch_is_fast(pairs: PairDataModule) -> None:
+def test_sampling_an_epoch_is_faster_than_a_third_of_it_drawn_pair_by_pair(pairs: PairDataModule) -> None:
+    """An epoch of 60,000 pairs is drawn vectorised: in less time than a loop drawing 20,000 pairs one
+    at a time takes on the same machine (each timing the best of three)."""
     sampler = PairSampler(pairs.splits["train"][1])
-    start = time.perf_counter()
-    sampler.pairs(60_000, 0.5, torch.Generator().manual_seed(0))
-    # the issue asks for well under 0.1 s; 0.5 s leaves room for a loaded CI machine
-    assert time.perf_counter() - start < 0.5
+    generator = torch.Generator().manual_seed(0)
+
+    def best_of_three(draw) -> float:
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            draw()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    def pair_by_pair() -> None:
+        for _ in range(20_000):
+            torch.randint(0, 60_000, (2,), generator=generator)
+
+    epoch = best_of_three(lambda: sampler.pairs(60_000, 0.5, generator))
+    assert epoch < best_of_three(pair_by_pair), epoch

@@ -8,12 +8,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import compose_cfg, run_cli
-from test_sweeps import tiny
 
 from siamese_lit import PROJECT_ROOT
 from siamese_lit.evaluate import evaluate
 from siamese_lit.results import results
+from tests.helpers.runs import compose_cfg, run_cli
+from tests.helpers.runs import smaller_siamese as tiny
 
 
 @pytest.fixture(scope="module")

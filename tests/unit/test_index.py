@@ -38,7 +38,7 @@ MEAN, STD = 0.1307, 0.3081
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory):
     """The headline experiment's LitSiamese, small, with a calibrated threshold set by hand."""
-    from conftest import compose_cfg
+    from tests.helpers.runs import compose_cfg
 
     torch.manual_seed(0)
     cfg = compose_cfg(

@@ -10,13 +10,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import compose_cfg, run_cli
 from hydra.utils import instantiate
 
 from siamese_lit.data.mnist import load_mnist
 from siamese_lit.inference.index import checkpoint_fingerprint
 from siamese_lit.inference.onnx_export import INPUT, OUTPUT, ExportError, export_onnx, session
 from siamese_lit.models.loading import load_model
+from tests.helpers.runs import compose_cfg, run_cli
 
 MEAN, STD = 0.1307, 0.3081
 TOLERANCE = 1e-4

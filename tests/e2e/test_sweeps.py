@@ -2,45 +2,20 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONF_DIR, TINY_SIAMESE, compose_cfg, run_cli
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from siamese_lit.data.loader import BatchLoader
 from siamese_lit.summarize import main as summarize_main
-
-# smaller than TINY_SIAMESE: these are whole CLI runs, several per test
-SMALLER = {
-    "data.train_size": "1000",
-    "data.val_size": "500",
-    "data.test_size": "500",
-    "data.eval_batch_size": "250",
-    "data.eval_pairs": "500",
-    "data.gallery_size": "500",
-    "model.oneshot_episodes": "5",
-    "model.net.hidden_size": "16",
-    "model.net.num_layers": "1",
-}
-
-
-def tiny(**changes: str) -> list[str]:
-    """+experiment=siamese on TINY_SIAMESE with SMALLER and `changes` (keys with dots as __)."""
-    values = {**SMALLER, **{k.replace("__", "."): v for k, v in changes.items()}}
-    kept = [o for o in TINY_SIAMESE if o.split("=", 1)[0] not in values]
-    return ["+experiment=siamese", *kept, *(f"{k}={v}" for k, v in values.items())]
-
-
-def read_summary(sweep_dir: Path) -> list[dict[str, str]]:
-    with open(sweep_dir / "summary.csv", newline="") as f:
-        return list(csv.DictReader(f))
+from tests.helpers.runs import CONF_DIR, TINY_SIAMESE, compose_cfg, read_summary, run_cli
+from tests.helpers.runs import smaller_siamese as tiny
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import require, run_cli
 from omegaconf import OmegaConf
-from test_sweeps import read_summary, tiny
 
 from siamese_lit import PROJECT_ROOT
+from tests.helpers.runs import read_summary, require, run_cli
+from tests.helpers.runs import smaller_siamese as tiny
 
 pytestmark = pytest.mark.slurm
 SCRIPT = PROJECT_ROOT / "scripts" / "slurm_local.sh"
@@ -229,6 +229,7 @@ def _saved_step(log: str) -> int:
     return int(found[0])
 
 
+@pytest.mark.slow  # trains until SLURM's 2-minute time limit stops it
 def test_job_at_its_time_limit_stops_keeps_last_ckpt_and_resumes_by_hand(
     stopped, slurm: dict[str, str], tmp_path: Path
 ) -> None:
@@ -253,6 +254,7 @@ def test_job_at_its_time_limit_stops_keeps_last_ckpt_and_resumes_by_hand(
     assert final["global_step"] > saved and "test/auroc" in json.loads((resumed / "metrics.json").read_text())
 
 
+@pytest.mark.slow  # trains until SLURM's 2-minute time limit stops it
 def test_job_requeued_by_submitit_resumes_from_its_last_ckpt_by_itself(
     stopped, slurm: dict[str, str]
 ) -> None:

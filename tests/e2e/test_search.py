@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import run_cli
 from PIL import Image
 
 from siamese_lit.data.images import load_digit
@@ -18,6 +17,7 @@ from siamese_lit.data.mnist import load_mnist
 from siamese_lit.inference.index import embed_digits, identify, load_index
 from siamese_lit.inference.references import identify_by_references
 from siamese_lit.models.loading import load_model
+from tests.helpers.runs import run_cli
 
 PER_DIGIT = 12
 

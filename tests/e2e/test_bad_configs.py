@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import EXPERIMENTS, run_cli
 from torchvision.datasets import MNIST
 
 from siamese_lit.data.mnist import DATA_DIR_VARIABLE, MNIST_FILES, ensure_mnist, load_mnist, raw_folder
 from siamese_lit.train import train
 from siamese_lit.utils.errors import ConfigError, DataError, find_user_error
+from tests.helpers.runs import EXPERIMENTS, run_cli
 
+NO_BF16 = {"SIAMESE_LIT_NO_BF16": "1"}
 BAD_CONFIGS = [
     (["+experiment=siamese", "model.objective.margin=0"], "model.objective.margin must be > 0"),
     (["+experiment=siamese", "model.objective.margin=-1.5"], "model.objective.margin must be > 0"),
@@ -78,6 +79,21 @@ def test_cli_bad_config_is_one_stderr_line(tmp_path: Path) -> None:
     assert _error_line(result) == "error: model.objective.margin must be > 0, got 0."
     assert result.stderr.strip().count("\n") == 0, result.stderr  # nothing else on stderr
     assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_cli_bf16_on_a_cpu_without_its_kernels_is_one_line(command: str, tmp_path: Path) -> None:
+    """SIAMESE_LIT_NO_BF16=1: as on a CPU whose LSTM cannot run in bfloat16 (oneDNN without bf16)."""
+    args = {
+        "train": ["+experiment=siamese", "trainer=cpu", "trainer.precision=bf16-mixed"],
+        "evaluate": [f"ckpt_path={tmp_path / 'any.ckpt'}", "device=cpu", "precision=bf16-mixed"],
+    }[command]
+    result = run_cli(f"siamese_lit.{command}", [*args, f"hydra.run.dir={tmp_path / 'run'}"], env=NO_BF16)
+    key = "trainer.precision" if command == "train" else "precision"
+    assert _error_line(result) == (
+        f"error: {key}=bf16-mixed: SIAMESE_LIT_NO_BF16 is set, so this CPU is taken to have no bfloat16 "
+        f"kernel for the LSTM: use {key}=32-true."
+    )
 
 
 def test_cli_unknown_experiment_lists_the_available_ones(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Real faults at a chosen point of a real training run, for the subprocess tests of
-test_reliability_stops.py: a callback the run loads from this folder (PYTHONPATH) with
-`+callbacks.fault._target_=fault_injection.<Name> +callbacks.fault.<arg>=...`.
+tests/e2e/test_stops.py: a callback the run (started in the repository root) loads with
+`+callbacks.fault._target_=tests.helpers.fault_injection.<Name> +callbacks.fault.<arg>=...`.
 
 Each fault is what the OS would do to the run: a signal sent to the process by kill(2), a file
 system filled to its last byte, a folder made immutable (root writes through file modes, not

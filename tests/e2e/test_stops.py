@@ -1,6 +1,7 @@
 """Runs that stop early say the truth and lose nothing (SIGTERM and Ctrl-C in every phase, a disk
 filling up and a folder turned read-only mid-run), and runs resume for more epochs. Real subprocess
-runs with real faults (tests/fault_injection.py: kill(2), a full tmpfs, `chattr +i`) at chosen moments.
+runs with real faults (tests/helpers/fault_injection.py: kill(2), a full tmpfs, `chattr +i`) at chosen
+moments.
 """
 
 from __future__ import annotations
@@ -8,8 +9,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import stat
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,12 +21,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli
-from omegaconf import OmegaConf
 
-from siamese_lit.runs.faults import RefuseUsedOutputDir
-from siamese_lit.utils.errors import exit_on_user_error
-from siamese_lit.utils.files import write_json
+from siamese_lit import PROJECT_ROOT
+from tests.helpers.runs import run_cli
+from tests.helpers.table import TRAIN
 
 # Two epochs of 31 steps of a small LSTM Siamese net; evaluation in batches of 100 (not one batch)
 RUN = [
@@ -50,13 +52,13 @@ NO_IMPROVEMENT = [
     "callbacks.model_checkpoint.mode=min",
     "callbacks.early_stopping=null",
 ]
-ENV = {"PYTHONPATH": str(Path(__file__).parent), "OMP_NUM_THREADS": "1"}
+ENV = {"OMP_NUM_THREADS": "1"}
 
 
 def _fault(cls: str, **args: object) -> list[str]:
-    """The overrides adding the callback `fault_injection.<cls>(**args)` to a run."""
+    """The overrides adding the callback `tests.helpers.fault_injection.<cls>(**args)` to a run."""
     return [
-        f"+callbacks.fault._target_=fault_injection.{cls}",
+        f"+callbacks.fault._target_=tests.helpers.fault_injection.{cls}",
         *(f"+callbacks.fault.{k}={v}" for k, v in args.items()),
     ]
 
@@ -264,36 +266,34 @@ def test_resume_for_more_epochs_rebuilds_the_schedule(tmp_path: Path, data_dir: 
         assert {stat.S_IMODE(p.stat().st_mode) for p in beside} == {0o640}  # the log's, not 0600
 
 
-def test_result_files_get_the_umask_mode_not_0600(tmp_path: Path) -> None:
-    old = os.umask(0o002)
-    try:
-        write_json(tmp_path / "metrics.json", {"a": 1.0})
-        (tmp_path / "beside.log").write_text("a log\n")
-    finally:
-        os.umask(old)
-    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
-    assert modes == {"metrics.json": 0o664, "beside.log": 0o664}
-
-
-def test_ctrl_c_outside_a_training_loop_is_one_line_and_130(capsys: pytest.CaptureFixture[str]) -> None:
-    """evaluate, compare, and train before its trainer exists: Python's KeyboardInterrupt."""
-    with pytest.raises(SystemExit) as exit_, exit_on_user_error():
-        raise KeyboardInterrupt
-    assert exit_.value.code == 130
-    assert capsys.readouterr().err == "error: stopped by SIGINT (Ctrl-C) before it finished: run it again.\n"
-
-
-def test_the_root_folder_is_never_a_run_dir(capsys: pytest.CaptureFixture[str]) -> None:
-    """`hydra.run.dir=/`, refused by the Hydra callback of every task (in-process: a subprocess would
-    write into `/` on a regression)."""
-    before = sorted(os.listdir("/"))
-    with pytest.raises(SystemExit) as exit_:
-        RefuseUsedOutputDir().on_run_start(OmegaConf.create({"hydra": {"run": {"dir": "/"}}}))
-    assert exit_.value.code == 2
-    assert re.fullmatch(
-        r"error: / is not empty \([^)]+\): a run writes only into a new or empty folder, so that nothing "
-        r"in it is overwritten\. Choose a new hydra\.run\.dir or hydra\.sweep\.dir \(or leave it to its "
-        r"timestamped default\)\.\n",
-        capsys.readouterr().err,
+def test_sigterm_exits_143_keeps_last_ckpt_and_says_how_to_resume(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "run"
+    args = [*TRAIN, "data.train_size=500", "data.batch_size=16", "trainer.max_epochs=20", "logger=csv"]
+    env = {**os.environ, "SIAMESE_LIT_DATA_DIR": str(data_dir)}
+    with subprocess.Popen(
+        [sys.executable, "-m", "siamese_lit.train", *args, f"hydra.run.dir={out}"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        deadline = time.monotonic() + 300
+        while not (out / "checkpoints" / "last.ckpt").is_file():
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint before the deadline"
+            time.sleep(0.05)
+        time.sleep(0.5)  # let the first save finish
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    last = out / "checkpoints" / "last.ckpt"
+    assert proc.returncode == 143, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    resume = f"resume with the same overrides and ckpt_path={re.escape(str(last))}"
+    assert re.fullmatch(rf"error: training stopped by SIGTERM at epoch \d+, step \d+: {resume}\.", errors[0])
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] >= 0
+    assert not (out / "metrics.json").exists()
+    # the run's log has a line per validation, from the progress callback
+    assert re.search(
+        r"epoch 0, step \d+: val/auroc=[\d.]+, [\d.]+ s elapsed", (out / "siamese.log").read_text()
     )
-    assert sorted(os.listdir("/")) == before

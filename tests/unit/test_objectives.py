@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import compose_cfg
 from hydra.utils import instantiate
 
 from siamese_lit import PROJECT_ROOT
@@ -18,6 +17,7 @@ from siamese_lit.objectives import (
     contrastive_loss,
 )
 from siamese_lit.utils.errors import ConfigError
+from tests.helpers.runs import compose_cfg
 
 
 def test_convention_similar_is_zero() -> None:
