@@ -69,3 +69,20 @@ def test_every_relative_link_in_the_docs_resolves(doc: Path, target: str) -> Non
 
 def test_the_docs_have_links_to_check() -> None:
     assert len(links()) >= 5  # the README links RESULTS.md and the docs; a parsing regression would find none
+
+
+def named_files() -> list[tuple[Path, str]]:
+    """(doc, path) of every repository file a doc names in code quotes (`siamese_lit/...py`,
+    `tests/...py`, `conf/...yaml`, ...); placeholders in capitals (NAME.yaml) are not files."""
+    pattern = re.compile(r"`((?:siamese_lit|tests|bench|conf|scripts|docs)/[\w/.-]+\.(?:py|yaml|md|sh))")
+    return [
+        (doc, path)
+        for doc in DOCS
+        for path in pattern.findall(doc.read_text())
+        if not re.search(r"/[A-Z]+\.\w+$", path)
+    ]
+
+
+@pytest.mark.parametrize(("doc", "path"), named_files(), ids=lambda v: v.name if isinstance(v, Path) else v)
+def test_every_file_the_docs_name_exists(doc: Path, path: str) -> None:
+    assert (ROOT / path).exists(), f"{doc.relative_to(ROOT)} names {path}, which does not exist"
