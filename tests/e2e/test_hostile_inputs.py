@@ -2,8 +2,9 @@
 subprocesses: images and index files that would take gigabytes or make an answer lie, the exported
 graph on an empty batch and on non-finite pixels, the index file's mode, and the served page.
 
-Each table case asserts exit status 2, exactly one `error: ` line matching its pattern, no traceback,
-and a peak RSS (os.wait4's ru_maxrss) at most MEMORY_MARGIN above the same command's on plain input.
+The table runs through the one harness (tests/helpers/table.py): each case asserts exit status 2,
+exactly one `error: ` line matching its pattern, no traceback, and a peak RSS at most
+MEMORY_MARGIN_MIB above the same command's on plain input, run in the same table.
 """
 
 from __future__ import annotations
@@ -15,60 +16,31 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 import torch
-from conftest import _data_dir
-from hostile_files import GRAY, RGBA, index_parts, write_index, write_index_with_list, write_png
 from PIL import Image
 
 from siamese_lit import PROJECT_ROOT
 from siamese_lit.data.mnist import load_mnist
+from tests.helpers.hostile_files import GRAY, RGBA, index_parts, write_index, write_index_with_list, write_png
+from tests.helpers.runs import cli_env, run_cli
+from tests.helpers.table import (
+    MEMORY_MARGIN_MIB,
+    Case,
+    Run,
+    assert_memory_bounded,
+    assert_refused,
+    case,
+    run_cases,
+)
 
 pytestmark = pytest.mark.e2e
-
-#: The most a hostile input may add to the peak RSS of the command on plain input.
-MEMORY_MARGIN_KB = 400 * 1024
-
-
-@dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-    max_rss_kb: int
-
-
-def run_measured(module: str, args: list[str], umask: int | None = None, timeout: float = 600) -> Run:
-    """`python -m <module> <args>` as a user runs it, with its peak RSS (os.wait4's ru_maxrss)."""
-    env = {**os.environ, "SIAMESE_LIT_DATA_DIR": str(_data_dir()), "PYTHONUNBUFFERED": "1"}
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=out,
-            stderr=err,
-            preexec_fn=None if umask is None else lambda: os.umask(umask),
-        )
-        timer = threading.Timer(timeout, proc.kill)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return Run(proc.returncode, out.read().decode(), err.read().decode(), usage.ru_maxrss)
 
 
 @pytest.fixture(scope="module")
@@ -141,55 +113,57 @@ NOT_A_LABEL = r"is not a name of 1 to \d+ printable characters other than 'unkno
 OVERFLOW = r"holds embeddings of norm .*, whose distances overflow float32"
 THRESHOLD = r"field 'threshold' must be a finite number >= 0, or null"
 
-#: (id, module, arguments with <name>s of the world, regex of the one `error:` line)
+#: hostile inputs: each is one `error:` line and exit 2
 CASES = [
     # class 2: small files, gigabytes decoded
-    (
+    case(
         "png16-9400-compare",
         "compare",
         f"{COMPARE} <png16> <digit_a>",
         rf"png16\.png: a 9400x9400 I;16 {DECODED}",
     ),
-    (
+    case(
         "rgba-144mpx-search",
         "search",
         f"{SEARCH}<index> <rgba144> <digit_a>",
         rf"1 of the query images could not be read .*rgba144\.png \(a 12000x12000 RGBA {DECODED}",
     ),
-    ("header-30m-labels-search", "search", f"{SEARCH}<labels_30m> <digit_a>", r"refused unparsed"),
+    case("header-30m-labels-search", "search", f"{SEARCH}<labels_30m> <digit_a>", r"refused unparsed"),
     # variants: a 1-bit image (1 bit a pixel in the file, bytes decoded) in a gallery; lists as sources
-    (
+    case(
         "bilevel-144mpx-index",
         "index",
         "ckpt_path=<siamese> device=cpu gallery=<gallery_bilevel> index_path=<out>/bilevel.idx",
         rf"1 gallery images could not be read .*bilevel144\.png \(a 12000x12000 1 {DECODED}",
     ),
-    ("header-3m-source-lists-search", "search", f"{SEARCH}<sources_lists> <digit_a>", r"refused unparsed"),
+    case(
+        "header-3m-source-lists-search", "search", f"{SEARCH}<sources_lists> <digit_a>", r"refused unparsed"
+    ),
     # class 4: answers that lie
-    ("threshold-negative-search", "search", f"{SEARCH}<threshold_negative> <digit_a>", THRESHOLD),
-    (
+    case("threshold-negative-search", "search", f"{SEARCH}<threshold_negative> <digit_a>", THRESHOLD),
+    case(
         "label-unknown-search",
         "search",
         f"{SEARCH}<label_unknown> <digit_a>",
         rf"label 'unknown' {NOT_A_LABEL}",
     ),
-    (
+    case(
         "label-newline-search",
         "search",
         f"{SEARCH}<label_newline> <digit_a>",
         rf"label '1\\n\| 7.*' {NOT_A_LABEL}",
     ),
-    ("huge-embeddings-search", "search", f"{SEARCH}<huge_embeddings> <digit_a>", OVERFLOW),
-    (
+    case("huge-embeddings-search", "search", f"{SEARCH}<huge_embeddings> <digit_a>", OVERFLOW),
+    case(
         "nan-pixel-tiff-compare",
         "compare",
         f"{COMPARE} <nan_tiff> <digit_a>",
         r"nan\.tiff holds non-finite pixels",
     ),
     # variants: a threshold JSON reads as infinity, finite norms whose squares overflow, a terminal escape
-    ("threshold-1e400-search", "search", f"{SEARCH}<threshold_overflow> <digit_a>", THRESHOLD),
-    ("norm-past-bound-search", "search", f"{SEARCH}<norm_past_bound> <digit_a>", OVERFLOW),
-    (
+    case("threshold-1e400-search", "search", f"{SEARCH}<threshold_overflow> <digit_a>", THRESHOLD),
+    case("norm-past-bound-search", "search", f"{SEARCH}<norm_past_bound> <digit_a>", OVERFLOW),
+    case(
         "source-escape-search",
         "search",
         f"{SEARCH}<source_escape> <digit_a>",
@@ -197,49 +171,55 @@ CASES = [
     ),
 ]
 
-#: The same commands on plain input: the baseline of each module's peak RSS.
+#: The same commands on plain input (exit 0): the baseline of each module's peak RSS.
 BARE = {
-    "compare": f"{COMPARE} <digit_a> <digit_b>",
-    "search": f"{SEARCH}<index> <digit_a>",
-    "index": "ckpt_path=<siamese> device=cpu gallery_size=200 index_path=<out>/bare.idx",
+    "compare": case("bare-compare", "compare", f"{COMPARE} <digit_a> <digit_b>", r"", rc=0),
+    "search": case("bare-search", "search", f"{SEARCH}<index> <digit_a>", r"", rc=0),
+    "index": case(
+        "bare-index",
+        "index",
+        "ckpt_path=<siamese> device=cpu gallery_size=200 index_path=<out>/bare.idx",
+        r"",
+        rc=0,
+    ),
+}
+#: class 8: the index file is written with 0666 & ~umask, as every other output
+UMASKS = {
+    umask: case(
+        f"umask-{umask:03o}",
+        "index",
+        f"ckpt_path=<siamese> device=cpu gallery_size=50 index_path=<out>/mode-{umask:03o}.idx",
+        r"",
+        rc=0,
+        umask=umask,
+    )
+    for umask in (0o002, 0o027)
 }
 
 
-def _fill(args: str, world: dict[str, Path]) -> list[str]:
-    return [re.sub(r"<(\w+)>", lambda m: str(world[m[1]]), a) for a in args.split()]
-
-
 @pytest.fixture(scope="module")
-def bare_rss(world: dict[str, Path]) -> dict[str, int]:
-    runs = {
-        module: run_measured(f"siamese_lit.{module}", _fill(args, world)) for module, args in BARE.items()
-    }
-    for module, run in runs.items():
-        assert run.returncode == 0, (module, run.stdout[-2000:], run.stderr[-2000:])
-    return {module: run.max_rss_kb for module, run in runs.items()}
+def runs(world: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+    """Every case, the bare commands and the umask cases, as `python -m siamese_lit.<module>`."""
+    return run_cases(
+        [*CASES, *BARE.values(), *UMASKS.values()], world, tmp_path_factory.mktemp("hostile_runs")
+    )
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_hostile_input_is_one_error_line_exit_2_and_bounded_memory(
-    case: tuple[str, str, str, str], world: dict[str, Path], bare_rss: dict[str, int]
-) -> None:
-    name, module, args, pattern = case
-    run = run_measured(f"siamese_lit.{module}", _fill(args, world))
-    assert "Traceback" not in run.stdout + run.stderr, run.stderr[-3000:]
-    assert run.returncode == 2, (run.returncode, run.stdout[-2000:], run.stderr[-2000:])
-    errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and re.search(pattern, errors[0]), run.stderr[-3000:]
-    assert "inf" not in run.stdout.split(), run.stdout  # no infinite distance printed as an answer
-    assert run.max_rss_kb <= bare_rss[module] + MEMORY_MARGIN_KB, (run.max_rss_kb, bare_rss[module])
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_hostile_input_is_one_error_line_exit_2_and_bounded_memory(case: Case, runs: dict[str, Run]) -> None:
+    run, bare = runs[case.id], runs[BARE[case.module].id]
+    assert_refused(BARE[case.module], bare.result)
+    assert_refused(case, run.result)
+    assert "inf" not in run.result.stdout.split(), (
+        run.result.stdout
+    )  # no infinite distance printed as an answer
+    assert_memory_bounded(case.id, run, bare)
 
 
-# class 8: the index file is written with 0666 & ~umask, as every other output
-@pytest.mark.parametrize("umask", [0o002, 0o027], ids=["umask-002", "umask-027"])
-def test_index_file_mode_follows_the_umask(umask: int, world: dict[str, Path]) -> None:
+@pytest.mark.parametrize("umask", UMASKS, ids=[c.id for c in UMASKS.values()])
+def test_index_file_mode_follows_the_umask(umask: int, world: dict[str, Path], runs: dict[str, Run]) -> None:
+    assert_refused(UMASKS[umask], runs[UMASKS[umask].id].result)
     path = world["out"] / f"mode-{umask:03o}.idx"
-    args = _fill(f"ckpt_path=<siamese> device=cpu gallery_size=50 index_path={path}", world)
-    run = run_measured("siamese_lit.index", args, umask=umask)
-    assert run.returncode == 0, run.stderr[-2000:]
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
@@ -262,8 +242,8 @@ def test_exported_graph_answers_an_empty_batch_and_agrees_with_pytorch_on_non_fi
     from siamese_lit.inference.onnx_export import PixelEncoder
 
     onnx_path = tmp_path / "encoder.onnx"
-    export = run_measured(
-        "siamese_lit.export", _fill(f"ckpt_path=<siamese> check_images=8 output={onnx_path}", world)
+    export = run_cli(
+        "siamese_lit.export", [f"ckpt_path={world['siamese']}", "check_images=8", f"output={onnx_path}"]
     )
     assert export.returncode == 0, export.stderr[-2000:]
     pixels = load_mnist(data_dir, train=False)[0][:4].float() / 255
@@ -302,13 +282,12 @@ def page(world: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> It
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = tmp_path_factory.mktemp("page") / "page.log"
-    env = {**os.environ, "SIAMESE_LIT_DATA_DIR": str(_data_dir()), "PYTHONUNBUFFERED": "1"}
     args = [f"ckpt_path={world['siamese']}", "gallery_size=200", "device=cpu", f"port={port}"]
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "siamese_lit.demo", *args, f"hydra.run.dir={log.parent / 'run'}"],
             cwd=PROJECT_ROOT,
-            env=env,
+            env=cli_env(),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -402,4 +381,4 @@ def test_page_reads_a_hostile_upload_or_drawing_in_bounded_memory(
         )
         assert not (as_upload["success"] and "Verdict:" in as_upload["output"]["data"][0])
         assert not as_drawing["success"]
-        assert _peak_rss_kb(pid) <= bare + MEMORY_MARGIN_KB
+        assert _peak_rss_kb(pid) <= bare + MEMORY_MARGIN_MIB * 1024

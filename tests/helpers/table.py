@@ -4,13 +4,18 @@ A table is a list of `Case`s naming files of a "world" as `<name>`. `run_cases` 
 `python -m siamese_lit.<module> <args>` (a few at a time) through a small launcher process that
 reads the child's peak RSS and CPU time with os.wait4; `assert_refused` checks what every table
 promises: the exit status, exactly one `error: ` line matching the case (or stdout, for rc 0), and
-no traceback. `snapshot` fingerprints the files that must come out byte-identical.
+no traceback, plus the `warning: ` lines and the quiet stderr a case may ask for;
+`assert_memory_bounded` the relative bound on a hostile input's peak RSS. `snapshot` fingerprints the
+files that must come out byte-identical.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -33,7 +38,11 @@ class Case:
     """A bad input: `python -m siamese_lit.<module> <args>`, where `<name>` is a path of the world.
 
     `expect` is a regex the single `error: ` line must match (or, with rc 0, stdout). Hydra entry
-    points get a fresh run dir unless the case sets its own.
+    points get a fresh run dir unless the case sets its own. `warnings`, when given, are regexes
+    that each match exactly one `warning: ` line, and there is no other; `quiet`: stderr holds
+    nothing but those `warning: ` and `error: ` lines. The child runs under `umask` when given, in
+    the folder `cwd` (a `<name>` of the world; default the project root), and is killed (its case
+    then fails) after `timeout` seconds.
     """
 
     id: str
@@ -41,11 +50,16 @@ class Case:
     args: tuple[str, ...]
     expect: str
     rc: int = 2
+    warnings: tuple[str, ...] | None = None
+    quiet: bool = False
+    umask: int | None = None
+    cwd: str | None = None
+    timeout: float = 600
 
 
-def case(id: str, module: str, args: str | list[str], expect: str, rc: int = 2) -> Case:
-    """A Case whose `args` may be one string split on spaces."""
-    return Case(id, module, tuple(args.split() if isinstance(args, str) else args), expect, rc)
+def case(id: str, module: str, args: str | list[str], expect: str, rc: int = 2, **options) -> Case:
+    """A Case whose `args` may be one string split on spaces; `options` are Case's other fields."""
+    return Case(id, module, tuple(args.split() if isinstance(args, str) else args), expect, rc, **options)
 
 
 @dataclass(frozen=True)
@@ -70,18 +84,37 @@ LAUNCHER = (
 
 
 def run_measured(
-    module: str, args: list[str], usage_file: Path, env: dict[str, str] | None = None, timeout: float = 600
+    module: str,
+    args: list[str],
+    usage_file: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+    umask: int | None = None,
+    cwd: Path = PROJECT_ROOT,
 ) -> Run:
-    """`python -m <module> <args>` through LAUNCHER, output captured, with its peak RSS and CPU time."""
+    """`python -m <module> <args>` through LAUNCHER, output captured, with its peak RSS and CPU time.
+    One that runs past `timeout` is killed with its launcher and comes back as rc -9 (infinite RSS
+    and CPU), so that only its own case fails."""
     start = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-c", LAUNCHER, str(usage_file), sys.executable, "-m", module, *args],
-        cwd=PROJECT_ROOT,
+    command = [sys.executable, "-c", LAUNCHER, str(usage_file), sys.executable, "-m", module, *args]
+    launcher = subprocess.Popen(
+        command,
+        cwd=cwd,
         env=cli_env(env),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
+        start_new_session=True,  # its own process group: a hung child is killed with it
+        umask=-1 if umask is None else umask,
     )
+    try:
+        stdout, stderr = launcher.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(launcher.pid, signal.SIGKILL)
+        stdout, stderr = launcher.communicate()
+        hung = subprocess.CompletedProcess(command, -9, stdout, f"hung for {timeout} s\n{stderr}")
+        return Run(hung, math.inf, math.inf, time.monotonic() - start)
+    result = subprocess.CompletedProcess(command, launcher.returncode, stdout, stderr)
     assert usage_file.is_file(), f"the launcher did not run {module}: {result.stderr[-3000:]}"
     rss_kib, cpu_s = usage_file.read_text().split()
     return Run(result, int(rss_kib) / 1024, float(cpu_s), time.monotonic() - start)
@@ -109,7 +142,9 @@ def run_cases(
         own_dir = any(a.startswith(("hydra.run.dir=", "hydra.sweep.dir=")) for a in args)
         if case.module != "summarize" and not own_dir:
             args.append(f"hydra.run.dir={out / case.id}")
-        return run_measured(f"siamese_lit.{case.module}", args, out / f"{case.id}.usage", env)
+        usage = out / f"{case.id}.usage"
+        cwd = Path(fill(case.cwd, world)) if case.cwd else PROJECT_ROOT
+        return run_measured(f"siamese_lit.{case.module}", args, usage, env, case.timeout, case.umask, cwd)
 
     cases = list(cases)
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -121,7 +156,9 @@ def error_lines(result: subprocess.CompletedProcess) -> list[str]:
 
 
 def assert_refused(case: Case, result: subprocess.CompletedProcess) -> None:
-    """No traceback, the case's exit status, and one `error: ` line matching it (rc 0: stdout does)."""
+    """No traceback, the case's exit status, and one `error: ` line matching it (rc 0: stdout does);
+    the case's `warning: ` lines, each once, and no other (when it names them); nothing else on
+    stderr (when it is quiet)."""
     output = result.stdout + result.stderr
     assert "Traceback" not in output, output[-3000:]
     assert result.returncode == case.rc, (result.returncode, output[-3000:])
@@ -130,6 +167,28 @@ def assert_refused(case: Case, result: subprocess.CompletedProcess) -> None:
         assert errors == [] and re.search(case.expect, result.stdout), output[-3000:]
     else:
         assert len(errors) == 1 and re.search(case.expect, errors[0]), output[-3000:]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    if case.warnings is not None:
+        for pattern in case.warnings:
+            assert len([line for line in warnings if re.match(pattern, line)]) == 1, (pattern, result.stderr)
+        assert len(warnings) == len(case.warnings), result.stderr
+    if case.quiet:
+        assert len(result.stderr.splitlines()) == len(warnings) + len(errors), result.stderr
+
+
+#: What a hostile input may add to the peak RSS of the same command on plain input (its bare run),
+#: both measured in the same session.
+MEMORY_MARGIN_MIB = 400
+
+
+def assert_memory_bounded(name: str, run: Run, bare: Run) -> None:
+    """`run`'s peak RSS is at most MEMORY_MARGIN_MIB above its bare run's."""
+    print(f"{name}: peak RSS {run.peak_rss_mib:.0f} MiB (bare command {bare.peak_rss_mib:.0f} MiB)")
+    assert run.peak_rss_mib <= bare.peak_rss_mib + MEMORY_MARGIN_MIB, (
+        name,
+        run.peak_rss_mib,
+        bare.peak_rss_mib,
+    )
 
 
 def snapshot(*folders: Path) -> dict[str, str]:
