@@ -5,8 +5,8 @@ config as Hydra writes it, unresolved) with one thing broken, or a broken source
 command must name each file it could not read on one `warning: skipped <path>: <reason>` line, make
 the tables from the rest (exit 0), or exit 2 with one `error:` line when nothing usable remains,
 and never write RESULTS.md then. A secret in the children's environment must appear in no output,
-and every case's peak RSS stays within 400 MB of the bare command's (the same command on the
-well-formed sweep, measured in the same test).
+and every case's peak RSS stays within MEMORY_MARGIN_MIB of the bare command's (the same command on
+the well-formed sweep, in the same table). The runs go through the one harness (tests/helpers/table.py).
 """
 
 from __future__ import annotations
@@ -15,9 +15,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,20 +24,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from siamese_lit import PROJECT_ROOT
+from tests.helpers.table import Case, Run, assert_memory_bounded, assert_refused, run_cases
 
 pytestmark = pytest.mark.e2e
 
 SECRET = "s3cr3t-token-7f1c9a"
-#: what a hostile input may add to the bare command's peak RSS
-RSS_MARGIN_MIB = 400
-#: Runs the command given as its arguments and writes its child's peak RSS (KiB) to $PEAK_FILE. A
-#: small process: a child's ru_maxrss starts at its parent's RSS at the fork, and pytest's would
-#: hide the child's.
-LAUNCHER = (
-    "import os, resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
-    "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
-    "open(os.environ['PEAK_FILE'], 'w').write(str(u.ru_maxrss)); sys.exit(rc)"
-)
 #: how long a case may run before it counts as hung (a safety net, not a speed requirement)
 HANG_S = 120
 METRICS = {"test/auroc": 0.97, "test/knn_acc": 0.95, "test/eer": 0.08, "val/auroc_best": 0.96}
@@ -85,12 +73,15 @@ def _evaluate_dir(root: Path, run_config: str, report: object) -> Path:
     return root / "eval"
 
 
+#: builds a case's sources in the given folder from the well-formed sweep; returns (the sources, the
+#: paths that must each be named on one warning line)
+Build = Callable[[Path, Path, str], tuple[list[Path], list[Path]]]
+
+
 @dataclass(frozen=True)
-class Case:
+class Source:
     id: str
-    #: builds the sources in the given folder from the well-formed sweep; returns (sources, the
-    #: paths that must each be named on one warning line)
-    build: Callable[[Path, Path, str], tuple[list[Path], list[Path]]]
+    build: Build
     rc: int
 
 
@@ -163,114 +154,89 @@ def _device_and_forged_rows(tmp: Path, sweep: Path, config: str) -> tuple[list[P
     return [copy, _write(tmp / "bench.json", json.dumps(bench))], [zero]
 
 
-CASES = [
-    Case("bare", _bare, 0),
-    Case("secret-in-config", _secret, 0),
-    Case("billion-laughs-config", _laughs, 0),
-    Case("1GiB-provenance", _huge_provenance, 0),
-    Case("fifo-source", _fifo, 2),
-    Case("missing-source", _missing, 0),
-    Case("sweep-without-config", _no_config, 0),
-    Case("report-is-a-list", _report_list, 2),
-    Case("report-lacks-fields", _report_fields, 2),
-    Case("dev-zero-and-forged-rows", _device_and_forged_rows, 0),
+SOURCES = [
+    Source("bare", _bare, 0),
+    Source("secret-in-config", _secret, 0),
+    Source("billion-laughs-config", _laughs, 0),
+    Source("1GiB-provenance", _huge_provenance, 0),
+    Source("fifo-source", _fifo, 2),
+    Source("missing-source", _missing, 0),
+    Source("sweep-without-config", _no_config, 0),
+    Source("report-is-a-list", _report_list, 2),
+    Source("report-lacks-fields", _report_fields, 2),
+    Source("dev-zero-and-forged-rows", _device_and_forged_rows, 0),
 ]
+IDS = [source.id for source in SOURCES]
+#: how long a case may run before it counts as hung (a safety net, not a speed requirement)
+HANG_S = 120
 
 
 @dataclass(frozen=True)
-class Run:
-    result: subprocess.CompletedProcess
-    peak_rss_mib: float
-    out: Path
-    unreadable: list[Path]
+class Table:
+    """The cases (`python -m siamese_lit.results <sources> out=<folder>/RESULTS.md`), their runs, the
+    RESULTS.md each may write, and the files each must name as unreadable."""
+
+    cases: dict[str, Case]
+    runs: dict[str, Run]
+    out: dict[str, Path]
+    unreadable: dict[str, list[Path]]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+def table(tmp_path_factory: pytest.TempPathFactory) -> Table:
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
         config = OmegaConf.to_yaml(compose(config_name="train", overrides=["+experiment=siamese"]))
     root = tmp_path_factory.mktemp("reports_hostile")
     sweep = _sweep(root / "well_formed", config)
-    env = {**os.environ, "SECRET_TOKEN": SECRET, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    out = {}
-    for case in CASES:
-        tmp = root / case.id
+    cases, out, unreadable = {}, {}, {}
+    for source in SOURCES:
+        tmp = root / source.id
         tmp.mkdir()
-        sources, unreadable = case.build(tmp, sweep, config)
-        results_md, peak = tmp / "RESULTS.md", tmp / "peak"
-        command = [sys.executable, "-m", "siamese_lit.results", *map(str, sources), f"out={results_md}"]
-        out[case.id] = Run(
-            *_run_measured(command, {**env, "PEAK_FILE": str(peak)}, peak), results_md, unreadable
+        sources, unreadable[source.id] = source.build(tmp, sweep, config)
+        out[source.id] = tmp / "RESULTS.md"
+        cases[source.id] = Case(
+            source.id,
+            "results",
+            (*map(str, sources), f"out={out[source.id]}"),
+            expect="" if source.rc == 0 else "nothing usable",
+            rc=source.rc,
+            warnings=tuple(f"warning: skipped {re.escape(str(path))}: " for path in unreadable[source.id]),
+            quiet=True,  # nothing said but the warnings and the error
+            timeout=HANG_S,
         )
-    return out
+    runs = run_cases(cases.values(), {}, root / "runs", env={"SECRET_TOKEN": SECRET})
+    return Table(cases, runs, out, unreadable)
 
 
-def _run_measured(
-    command: list[str], env: dict[str, str], peak: Path
-) -> tuple[subprocess.CompletedProcess, float]:
-    """`command` through LAUNCHER: its result and peak RSS (MiB). One that hangs is killed with its
-    launcher after HANG_S and comes back as rc -9, so that only its own case fails."""
-    launcher = subprocess.Popen(
-        [sys.executable, "-c", LAUNCHER, *command],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = launcher.communicate(timeout=HANG_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(launcher.pid, signal.SIGKILL)
-        stdout, stderr = launcher.communicate()
-        return subprocess.CompletedProcess(command, -9, stdout, f"hung for {HANG_S} s\n{stderr}"), float(
-            "inf"
-        )
-    return subprocess.CompletedProcess(command, launcher.returncode, stdout, stderr), int(
-        peak.read_text()
-    ) / 1024
-
-
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_results_names_each_unreadable_file_once_and_goes_on(case: Case, runs: dict[str, Run]) -> None:
-    run = runs[case.id]
-    stdout, stderr = run.result.stdout, run.result.stderr
-    assert "Traceback" not in stderr and run.result.returncode == case.rc, stderr[-3000:]
-    warnings = [line for line in stderr.splitlines() if line.startswith("warning: skipped ")]
-    for path in run.unreadable:
-        named = [line for line in warnings if line.startswith(f"warning: skipped {path}: ")]
-        assert len(named) == 1, (path, stderr)
-    assert len(warnings) == len(run.unreadable), stderr
-    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
-    text = run.out.read_text() if run.out.exists() else ""
-    if case.rc == 0:
-        assert errors == [] and text.startswith("# Results")
-        assert all(str(path) in text for path in run.unreadable)  # the file says what it left out
+@pytest.mark.parametrize("id", IDS)
+def test_results_names_each_unreadable_file_once_and_goes_on(id: str, table: Table) -> None:
+    result, out = table.runs[id].result, table.out[id]
+    assert_refused(table.cases[id], result)
+    text = out.read_text() if out.exists() else ""
+    if table.cases[id].rc == 0:
+        assert text.startswith("# Results")
+        assert all(str(path) in text for path in table.unreadable[id])  # the file says what it left out
     else:
-        assert len(errors) == 1 and "nothing usable" in errors[0] and not run.out.exists(), stderr
-    assert len(stderr.splitlines()) == len(warnings) + len(errors), stderr  # nothing else said
-    assert SECRET not in stdout + stderr + text
+        assert not out.exists(), result.stderr
+    assert SECRET not in result.stdout + result.stderr + text
 
 
-def test_hostile_inputs_stay_within_the_bare_commands_memory(runs: dict[str, Run]) -> None:
-    bare = runs["bare"].peak_rss_mib
-    for case, run in runs.items():
-        print(f"{case}: peak RSS {run.peak_rss_mib:.0f} MiB (bare command {bare:.0f} MiB)")
-        assert run.peak_rss_mib <= bare + RSS_MARGIN_MIB, case
+def test_hostile_inputs_stay_within_the_bare_commands_memory(table: Table) -> None:
+    for id, run in table.runs.items():
+        assert_memory_bounded(id, run, table.runs["bare"])
 
 
-def test_tables_hold_what_could_be_read(runs: dict[str, Run]) -> None:
+def test_tables_hold_what_could_be_read(table: Table) -> None:
     """The rows a hostile source leaves: its readable jobs, under the sweep's own name where the
     job config's task_name is an interpolation or missing, and no row forged by a line break."""
     rows = {
-        case: [line for line in runs[case].out.read_text().splitlines() if line.startswith("| `")]
-        for case in ("bare", "secret-in-config", "billion-laughs-config", "sweep-without-config")
+        id: [line for line in table.out[id].read_text().splitlines() if line.startswith("| `")]
+        for id in ("bare", "secret-in-config", "billion-laughs-config", "sweep-without-config")
     }
     assert rows["bare"][0].startswith("| `siamese` | 5 | auroc 0.975 ± 0.0071 (n=2)")
     assert rows["billion-laughs-config"][0].startswith("| `siamese` | 5 | auroc 0.975")  # job 1's config
     assert rows["secret-in-config"][0].startswith("| `sweep` | 5 | auroc 0.975")
-    assert rows["secret-in-config"][1].startswith(f"| `{runs['secret-in-config'].out.parent / 'run'}` |")
+    assert rows["secret-in-config"][1].startswith(f"| `{table.out['secret-in-config'].parent / 'run'}` |")
     assert rows["sweep-without-config"][0].startswith("| `sweep` |  | auroc 0.975 ± 0.0071 (n=2); eer")
-    forged = runs["dev-zero-and-forged-rows"].out.read_text()
+    forged = table.out["dev-zero-and-forged-rows"].read_text()
     assert not re.search(r"^(\| forged|# Forged)", forged, re.MULTILINE), forged
