@@ -2,8 +2,8 @@
 use is one `error:` line and exit 2, Ctrl-C is one line and exit 130 (also while the command still
 imports its libraries), and an output it could not write is refused before any work.
 
-The command-line cases run concurrently in one fixture (each in its own folder), so the file takes
-about as long as its slowest command's start-up.
+The command-line cases are a table of the one harness (tests/helpers/table.py), run a few at a time
+in one fixture, so the file takes about as long as its slowest commands' start-ups.
 """
 
 from __future__ import annotations
@@ -16,15 +16,14 @@ import socket
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from siamese_lit import PROJECT_ROOT
+from tests.helpers.table import Case, Run, assert_refused, case, run_cases
 
 pytestmark = pytest.mark.e2e
-Proc = subprocess.CompletedProcess[str]
 
 #: every command, and the key its positional paths land in (None: it takes no positional paths)
 COMMANDS = {
@@ -74,31 +73,30 @@ def assert_one_error_line(proc: subprocess.CompletedProcess[str], code: int = 2)
     return lines[0]
 
 
+#: every command with every bad command line, run in a folder that holds a real file named `a=b.png`:
+#: one line on stderr, an `error: command line: ` line, and exit 2
+BAD_LINE_CASES = [
+    case(f"{command}-{name}", command, args, r"^error: command line: ", quiet=True, cwd="<here>")
+    for command in COMMANDS
+    for name, args in BAD_LINES.items()
+]
+
+
 @pytest.fixture(scope="module")
-def bad_lines(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> dict[tuple[str, str], subprocess.CompletedProcess[str]]:
-    """Every command with every bad command line, run concurrently, each in a folder of its own that
-    holds a real file named `a=b.png`."""
-    cases = [(command, name) for command in COMMANDS for name in BAD_LINES]
-
-    def run(case: tuple[str, str]) -> subprocess.CompletedProcess[str]:
-        command, name = case
-        cwd = tmp_path_factory.mktemp(f"{command}-{name}")
-        (cwd / "a=b.png").write_bytes(b"not an image")
-        return run_command(command, BAD_LINES[name], cwd)
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip(cases, pool.map(run, cases), strict=True))
+def bad_lines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+    here = tmp_path_factory.mktemp("bad_lines")
+    (here / "a=b.png").write_bytes(b"not an image")
+    return run_cases(
+        BAD_LINE_CASES, {"here": here}, here / "runs", env={"PYTHONPATH": str(PROJECT_ROOT)}, workers=4
+    )
 
 
-@pytest.mark.parametrize("name", BAD_LINES)
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("case", BAD_LINE_CASES, ids=[c.id for c in BAD_LINE_CASES])
 def test_a_command_line_it_cannot_use_is_one_error_line_and_exit_2(
-    bad_lines: dict[tuple[str, str], Proc], command: str, name: str
+    case: Case, bad_lines: dict[str, Run]
 ) -> None:
-    line = assert_one_error_line(bad_lines[command, name])
-    assert line.startswith("error: command line: "), line
+    assert_refused(case, bad_lines[case.id].result)
+    assert len(bad_lines[case.id].result.stderr.strip().splitlines()) == 1, bad_lines[case.id].result.stderr
 
 
 def free_port() -> int:
