@@ -19,7 +19,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from siamese_lit.checkpoints.reader import check_embedding_scale, check_outputs, with_saved_data
+from siamese_lit.checkpoints.reader import check_embedding_scale, check_finite_outputs, with_saved_data
 from siamese_lit.cli.command import run_command
 from siamese_lit.cli.settings import check_evaluate, check_knn_k
 from siamese_lit.data.pairs import PairDataModule
@@ -207,7 +207,7 @@ def _correction(
         x, y = dm.splits[split]
         with forward_context(y_test.device, cfg.precision):
             logits = classifier.predict_logits(dm.normalize(x.to(y_test.device)), cfg.batch_size).float()
-        check_outputs(logits, "logits", cfg.classifier_ckpt_path)
+        check_finite_outputs(logits, "logits", cfg.classifier_ckpt_path)
         if mean_d is None:
             emb, y = embedded(split)
             refs = P.sample_references(y, cfg.protocol.k, seeded(cfg.seed))
@@ -256,7 +256,7 @@ def _robustness(
                 out = model_forward(dm.normalize(images.to(device)), cfg.batch_size).float()
             if model_forward == siamese.embed:  # corrupted images checked as the clean ones
                 return check_embedding_scale(out, "embeddings", cfg.ckpt_path)
-            return check_outputs(out, "logits", cfg.classifier_ckpt_path)
+            return check_finite_outputs(out, "logits", cfg.classifier_ckpt_path)
 
         return forward
 

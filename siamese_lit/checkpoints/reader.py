@@ -146,25 +146,15 @@ def check_finite(model: torch.nn.Module, where: str, unset_when_nan: Collection[
             )
 
 
-def check_outputs(outputs: torch.Tensor, what: str, path: Any) -> torch.Tensor:
-    """`outputs` (embeddings, logits) when all finite; CheckpointError otherwise: a NaN distance
-    compares as "not the same", so it would be printed as a verdict."""
-    if not bool(torch.isfinite(outputs).all()):
-        raise CheckpointError(
-            f"the model of {path} gives NaN or infinite {what} for these inputs: no result can be drawn "
-            "from it (a diverged or edited checkpoint?)."
-        )
-    return outputs
-
-
 def check_finite_outputs(values: torch.Tensor, what: str, path: Any) -> torch.Tensor:
-    """`values` (distances, scores, similarities) when all finite; CheckpointError otherwise. Finite
-    embeddings can still give infinite distances (weights of 1e38 overflow float32): every figure
-    drawn from a model is checked, not only its embeddings."""
+    """`values` (embeddings, logits, distances, scores) when all finite; CheckpointError otherwise: a
+    NaN distance compares as "not the same", so it would be printed as a verdict. Finite embeddings
+    can still give infinite distances (weights of 1e38 overflow float32): every figure drawn from a
+    model is checked, not only its embeddings."""
     if not bool(torch.isfinite(values).all()):
         raise CheckpointError(
-            f"the model of {path} gives NaN or infinite {what} for these inputs (weights too large or "
-            "an edited checkpoint?): no result can be drawn from it."
+            f"the model of {path} gives NaN or infinite {what} for these inputs (a diverged or edited "
+            "checkpoint, or weights too large?): no result can be drawn from it."
         )
     return values
 
@@ -172,7 +162,7 @@ def check_finite_outputs(values: torch.Tensor, what: str, path: Any) -> torch.Te
 def check_embedding_scale(embeddings: torch.Tensor, what: str, path: Any) -> torch.Tensor:
     """`embeddings` when every distance between two of them is finite in their dtype: the largest
     squared distance, (2 * largest norm)^2, must be representable. CheckpointError otherwise."""
-    check_outputs(embeddings, what, path)
+    check_finite_outputs(embeddings, what, path)
     norm = embeddings.detach().float().norm(dim=-1).max() if embeddings.numel() else torch.tensor(0.0)
     check_finite_outputs((2 * norm) ** 2, f"distances between {what}", path)
     return embeddings
