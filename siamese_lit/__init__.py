@@ -17,14 +17,6 @@ from siamese_lit.cluster import resources as slurm_resources
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _auto_precision(accelerator: str = "auto") -> str:
-    """`${auto_precision:${trainer.accelerator}}` (siamese_lit.utils.precision), imported when a config
-    is resolved: that module needs torch, and the package itself loads none (summarize, results)."""
-    from siamese_lit.utils.precision import auto_precision as choose
-
-    return choose(accelerator)
-
-
 def batches_of(target: str | None) -> str | None:
     """`${batches_of:${model.objective._target_}}` in conf/data/pairs.yaml: the training batches the
     objective class `target` takes (siamese_lit.objectives.base), or None without an objective."""
@@ -55,7 +47,7 @@ if not OmegaConf.has_resolver("project_root"):
     OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
 # `${auto_precision:${trainer.accelerator}}` in conf/trainer/default.yaml (siamese_lit/utils/precision.py)
 if not OmegaConf.has_resolver("auto_precision"):
-    OmegaConf.register_new_resolver("auto_precision", _auto_precision)
+    OmegaConf.register_new_resolver("auto_precision", auto_precision)
 if not OmegaConf.has_resolver("batches_of"):
     OmegaConf.register_new_resolver("batches_of", batches_of)
 # `${env_or_default:NAME,default}` in conf/paths/default.yaml: like oc.env, but an empty variable counts

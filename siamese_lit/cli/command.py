@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from siamese_lit.cli import ctrl_c
 from siamese_lit.cli.paths import positional_paths
 from siamese_lit.utils.errors import exit_on_user_error
 
@@ -60,6 +61,7 @@ def run_command(
             main = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)
             main(hydra_task)()
     finally:
+        ctrl_c.ignore_once_done()
         sys.argv[:] = saved_argv
         if saved_full_error is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
+from siamese_lit import PROJECT_ROOT
+from siamese_lit.cli.ctrl_c import LINE
 from siamese_lit.runs.faults import RefuseUsedOutputDir, StopOnNonFiniteLoss, TrainingDivergedError
 from siamese_lit.utils.errors import exit_on_user_error
 
@@ -70,3 +76,51 @@ def test_the_root_folder_is_never_a_run_dir(capsys: pytest.CaptureFixture[str]) 
         capsys.readouterr().err,
     )
     assert sorted(os.listdir("/")) == before
+
+
+#: a library that, like numpy under scipy's import, turns a KeyboardInterrupt during its import into
+#: an error of its own
+SWALLOWING_LIBRARY = """
+import sys, time
+print("importing", flush=True)
+try:
+    time.sleep(60)
+except KeyboardInterrupt:
+    raise RuntimeError("half-imported")
+"""
+PROGRAM = "from siamese_lit.cli import ctrl_c; {install}; import swallowing_library; print('after')"
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_ctrl_c_inside_an_import_is_one_line_and_130(installed: bool, tmp_path: Path) -> None:
+    """Whatever the library makes of it: the line and 130 (without the handler: its own error)."""
+    (tmp_path / "swallowing_library.py").write_text(SWALLOWING_LIBRARY)
+    program = PROGRAM.format(install="ctrl_c.install()" if installed else "pass")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{PROJECT_ROOT}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", program], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline() == "importing\n"  # inside the import, nothing earlier
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    if installed:
+        assert (proc.returncode, out, err) == (130, "", LINE)
+    else:
+        assert proc.returncode == 1 and "RuntimeError: half-imported" in err
+
+
+def test_ctrl_c_outside_an_import_is_a_keyboard_interrupt(tmp_path: Path) -> None:
+    """For the wrapper, or train's own handler, to stop cleanly: not the exit at once."""
+    program = (
+        "import signal, time; from siamese_lit.cli import ctrl_c; ctrl_c.install()\n"
+        "try:\n    print('waiting', flush=True); time.sleep(60)\n"
+        "except KeyboardInterrupt:\n    print('caught')"
+    )
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", program], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline() == "waiting\n"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, out, err) == (0, "caught\n", "")
