@@ -2,8 +2,9 @@
 use is one `error:` line and exit 2, Ctrl-C is one line and exit 130 (also while the command still
 imports its libraries), and an output it could not write is refused before any work.
 
-The command-line cases are a table of the one harness (tests/helpers/table.py), run a few at a time
-in one fixture, so the file takes about as long as its slowest commands' start-ups.
+The command-line cases are a table of the one harness (tests/helpers/table.py), run cold (whole
+`python -m` processes) a few at a time in one fixture, so the file takes about as long as its
+slowest commands' start-ups.
 """
 
 from __future__ import annotations
@@ -86,8 +87,15 @@ BAD_LINE_CASES = [
 def bad_lines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     here = tmp_path_factory.mktemp("bad_lines")
     (here / "a=b.png").write_bytes(b"not an image")
+    # cold: a command line is refused before the command imports its libraries, and that is what
+    # these cases show (and cheaply so)
     return run_cases(
-        BAD_LINE_CASES, {"here": here}, here / "runs", env={"PYTHONPATH": str(PROJECT_ROOT)}, workers=4
+        BAD_LINE_CASES,
+        {"here": here},
+        here / "runs",
+        env={"PYTHONPATH": str(PROJECT_ROOT)},
+        workers=4,
+        cold=True,
     )
 
 

@@ -1,8 +1,10 @@
 """The one bad-input table harness: cases, their runs as real subprocesses, and the assertions.
 
 A table is a list of `Case`s naming files of a "world" as `<name>`. `run_cases` runs every case as
-`python -m siamese_lit.<module> <args>` (a few at a time) through a small launcher process that
-reads the child's peak RSS and CPU time with os.wait4; `assert_refused` checks what every table
+`python -m siamese_lit.<module> <args>` would (a few at a time), in a process of its own forked
+from a case server that has imported the commands' libraries once (tests/helpers/case_server.py),
+or cold, through a small launcher process (`cold=True`, or SIAMESE_LIT_TABLES_COLD=1 for every
+table); either reads the child's peak RSS and CPU time with os.wait4; `assert_refused` checks what every table
 promises: the exit status, exactly one `error: ` line matching the case (or stdout, for rc 0), and
 no traceback, plus the `warning: ` lines and the quiet stderr a case may ask for;
 `assert_memory_bounded` the relative bound on a hostile input's peak RSS. `snapshot` fingerprints the
@@ -11,13 +13,18 @@ files that must come out byte-identical.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import json
 import math
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -83,6 +90,11 @@ LAUNCHER = (
 )
 
 
+def _hung(command: list[str], timeout: float, stdout: str, stderr: str, start: float) -> Run:
+    hung = subprocess.CompletedProcess(command, -9, stdout, f"hung for {timeout} s\n{stderr}")
+    return Run(hung, math.inf, math.inf, time.monotonic() - start)
+
+
 def run_measured(
     module: str,
     args: list[str],
@@ -91,10 +103,13 @@ def run_measured(
     timeout: float = 600,
     umask: int | None = None,
     cwd: Path = PROJECT_ROOT,
+    cold: bool = False,
 ) -> Run:
-    """`python -m <module> <args>` through LAUNCHER, output captured, with its peak RSS and CPU time.
-    One that runs past `timeout` is killed with its launcher and comes back as rc -9 (infinite RSS
-    and CPU), so that only its own case fails."""
+    """`python -m <module> <args>`, output captured, with its peak RSS and CPU time: forked from a
+    case server, or `cold` through LAUNCHER. One that runs past `timeout` is killed with its process
+    group and comes back as rc -9 (infinite RSS and CPU), so that only its own case fails."""
+    if not (cold or os.environ.get("SIAMESE_LIT_TABLES_COLD")):
+        return SERVERS.run(module, args, usage_file.with_suffix(""), cli_env(env), timeout, umask, cwd)
     start = time.monotonic()
     command = [sys.executable, "-c", LAUNCHER, str(usage_file), sys.executable, "-m", module, *args]
     launcher = subprocess.Popen(
@@ -112,12 +127,86 @@ def run_measured(
     except subprocess.TimeoutExpired:
         os.killpg(launcher.pid, signal.SIGKILL)
         stdout, stderr = launcher.communicate()
-        hung = subprocess.CompletedProcess(command, -9, stdout, f"hung for {timeout} s\n{stderr}")
-        return Run(hung, math.inf, math.inf, time.monotonic() - start)
+        return _hung(command, timeout, stdout, stderr, start)
     result = subprocess.CompletedProcess(command, launcher.returncode, stdout, stderr)
     assert usage_file.is_file(), f"the launcher did not run {module}: {result.stderr[-3000:]}"
     rss_kib, cpu_s = usage_file.read_text().split()
     return Run(result, int(rss_kib) / 1024, float(cpu_s), time.monotonic() - start)
+
+
+#: what a case server imports once: every command's libraries (not the command modules themselves,
+#: which each case runs as __main__)
+PRELOADED = ("lightning", "torchvision", "PIL.Image", "hydra.main", "siamese_lit")
+CASE_SERVER = Path(__file__).with_name("case_server.py")
+
+
+class CaseServers:
+    """The session's case servers: one per case running at once, started when first needed, kept
+    for the next table, and killed when the session ends."""
+
+    def __init__(self) -> None:
+        self._idle: queue.SimpleQueue[tuple[subprocess.Popen, Path]] = queue.SimpleQueue()
+        self._started: list[subprocess.Popen] = []
+        self._lock = threading.Lock()
+
+    def _start(self) -> tuple[subprocess.Popen, Path]:
+        log = Path(tempfile.mkstemp(prefix="case_server_", suffix=".log")[1])
+        server = subprocess.Popen(
+            [sys.executable, str(CASE_SERVER), *PRELOADED],
+            cwd=PROJECT_ROOT,
+            env=cli_env({"OMP_NUM_THREADS": "1"}),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log.open("w"),
+            text=True,
+        )
+        with self._lock:
+            self._started.append(server)
+        assert server.stdout.readline(), f"the case server did not start: {log.read_text()[-3000:]}"
+        return server, log
+
+    def run(
+        self,
+        module: str,
+        args: list[str],
+        out: Path,
+        env: dict[str, str],
+        timeout: float,
+        umask: int | None,
+        cwd: Path,
+    ) -> Run:
+        try:
+            server, log = self._idle.get_nowait()
+        except queue.Empty:
+            server, log = self._start()
+        start = time.monotonic()
+        stdout, stderr = out.with_name(out.name + ".stdout"), out.with_name(out.name + ".stderr")
+        request = {"module": module, "args": args, "env": env, "cwd": str(cwd), "umask": umask}
+        server.stdin.write(
+            json.dumps({**request, "stdout": str(stdout), "stderr": str(stderr), "timeout": timeout})
+        )
+        server.stdin.write("\n")
+        server.stdin.flush()
+        answer = server.stdout.readline()
+        assert answer, f"the case server died running {module} {args}: {log.read_text()[-3000:]}"
+        self._idle.put((server, log))
+        answer = json.loads(answer)
+        command = [sys.executable, "-m", module, *args]
+        out_text, err_text = (p.read_text(errors="backslashreplace") for p in (stdout, stderr))
+        if answer["hung"]:
+            return _hung(command, timeout, out_text, err_text, start)
+        result = subprocess.CompletedProcess(command, answer["returncode"], out_text, err_text)
+        return Run(result, answer["rss_kib"] / 1024, answer["cpu_s"], time.monotonic() - start)
+
+    def close(self) -> None:
+        with self._lock:
+            for server in self._started:
+                server.kill()
+                server.wait()
+
+
+SERVERS = CaseServers()
+atexit.register(SERVERS.close)
 
 
 def fill(arg: str, world: dict[str, Path]) -> str:
@@ -131,9 +220,11 @@ def run_cases(
     out: Path,
     env: dict[str, str] | None = None,
     workers: int = 3,
+    cold: bool = False,
 ) -> dict[str, Run]:
-    """Every case run as a real subprocess, `workers` at a time, one thread each (OMP_NUM_THREADS=1).
-    A Hydra entry point (all but summarize) runs in out/<case id> unless the case names its own dir."""
+    """Every case run as a process of its own (forked from a case server, or `cold`: a whole
+    `python -m`), `workers` at a time, one thread each (OMP_NUM_THREADS=1). A Hydra entry point (all
+    but summarize) runs in out/<case id> unless the case names its own dir."""
     out.mkdir(parents=True, exist_ok=True)
     env = {"OMP_NUM_THREADS": "1", **(env or {})}
 
@@ -144,7 +235,9 @@ def run_cases(
             args.append(f"hydra.run.dir={out / case.id}")
         usage = out / f"{case.id}.usage"
         cwd = Path(fill(case.cwd, world)) if case.cwd else PROJECT_ROOT
-        return run_measured(f"siamese_lit.{case.module}", args, usage, env, case.timeout, case.umask, cwd)
+        return run_measured(
+            f"siamese_lit.{case.module}", args, usage, env, case.timeout, case.umask, cwd, cold
+        )
 
     cases = list(cases)
     with ThreadPoolExecutor(max_workers=workers) as pool:
