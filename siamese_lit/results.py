@@ -41,6 +41,9 @@ TRAIN_FIGURES = {
         "test/oneshot_acc",
         "test/p_at_1",
         "test/map_at_r",
+        "test/openset_auroc",  # open-set experiments only (siamese_lit.evaluation.openset)
+        "test/openset_fpr95",
+        "test/closed_acc",
     ],
 }
 #: (column, path in report.json) of the evaluate table
@@ -123,7 +126,7 @@ def train_table(sweeps: list[SweepSource]) -> list[str]:
     header = [
         "experiment",
         "epochs",
-        "test figures, mean ± std over seeds (n)",
+        "test figures, mean ± std over seeds or open-set splits (n)",
         "overrides",
         "commit (date); device",
     ]

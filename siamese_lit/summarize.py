@@ -23,7 +23,15 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from siamese_lit.cli.command import run_command
-from siamese_lit.reports.sweep_dir import Sweep, mean_std, ranked, read_sweep, seed_groups, varying_keys
+from siamese_lit.reports.sweep_dir import (
+    REPLICATES,
+    Sweep,
+    mean_std,
+    ranked,
+    read_sweep,
+    seed_groups,
+    varying_keys,
+)
 from siamese_lit.utils.errors import DataError, check
 from siamese_lit.utils.files import write_atomic
 from siamese_lit.utils.tables import markdown_table
@@ -81,7 +89,7 @@ def seeds_table(sweep: Sweep, everything: bool) -> tuple[list[str], list[list[An
     """(header, rows) of seed_groups: the overrides that vary between groups, the jobs, the seeds
     that finished, then mean and std of each metric."""
     groups = seed_groups(sweep)
-    varying = [k for k in varying_keys(sweep) if k != "seed"]
+    varying = [k for k in varying_keys(sweep) if k not in REPLICATES]
     names = {n for g in groups for n in g.stats}
     if not everything:
         names = {n for n in names if n == sweep.metric or n.startswith("test/")}
@@ -104,7 +112,7 @@ def seeds_markdown(sweep: Sweep) -> list[str]:
     groups = seed_groups(sweep)
     if not groups:
         return []
-    varying = [k for k in varying_keys(sweep) if k != "seed"]
+    varying = [k for k in varying_keys(sweep) if k not in REPLICATES]
     names = {n for g in groups for n in g.stats if n == sweep.metric or n.startswith("test/")}
     metrics = _metric_order(sweep, names)
     rows = [
@@ -113,7 +121,12 @@ def seeds_markdown(sweep: Sweep) -> list[str]:
         + [mean_std(*g.stats.get(m, (None, None, 0))) for m in metrics]
         for g in groups
     ]
-    lines = ["", "## Over seeds", "", "Mean ± sample standard deviation over the seeds that finished (n)."]
+    lines = [
+        "",
+        "## Over seeds",
+        "",
+        "Mean ± sample standard deviation over the seeds (or open-set splits) that finished (n).",
+    ]
     return [*lines, "", *markdown_table([*varying, "jobs", *metrics], rows)]
 
 

@@ -49,6 +49,9 @@ class PairDataModule(MNISTDataModule):
         new_classes: (two-view batches) symmetries of the square (siamese_lit.data.augment.SYMMETRIES)
             that make new training classes of the digits: each image is left as it is or
             mirrored/turned, both views alike, and labelled (digit, symmetry).
+        open_set: the test gallery holds the training digits (`classes`) only, so that the test
+            digits beyond them are unknowns (siamese_lit.evaluation.openset); otherwise it holds
+            the test digits.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class PairDataModule(MNISTDataModule):
         eval_pairs: int = 10_000,
         gallery_size: int = 10_000,
         new_classes: Sequence[str] = (),
+        open_set: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -83,7 +87,7 @@ class PairDataModule(MNISTDataModule):
             "data/augment=affine.",
         )
         self.similar_fraction, self.pairs_per_epoch = similar_fraction, pairs_per_epoch
-        self.num_eval_pairs, self.gallery_size = eval_pairs, gallery_size
+        self.num_eval_pairs, self.gallery_size, self.open_set = eval_pairs, gallery_size, open_set
         self.fixed: dict[str, EvalSet] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -102,8 +106,9 @@ class PairDataModule(MNISTDataModule):
             self.splits[f"{split}_gallery"] = self._gallery(split)
 
     def _gallery(self, split: str) -> tuple[Tensor, Tensor]:
-        """Labelled training images of the split's digits: references never used as queries."""
-        classes = self.test_classes if split == "test" else self.classes
+        """Labelled training images of the split's digits (on test with `open_set`, of the training
+        digits): references never used as queries."""
+        classes = self.test_classes if split == "test" and not self.open_set else self.classes
         x, y = self.splits["train_all"]
         return self._subset(x, y, classes, self.gallery_size, 21 if split == "test" else 22)
 

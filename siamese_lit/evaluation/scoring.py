@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 
 from siamese_lit.data.pairs import EvalSet
-from siamese_lit.evaluation.classification import knn_predict, prototype_predict
+from siamese_lit.evaluation.classification import nearest, prototype_predict, vote
+from siamese_lit.evaluation.openset import open_set
 from siamese_lit.evaluation.retrieval import oneshot_accuracy, retrieval
 from siamese_lit.evaluation.verification import verification
 from siamese_lit.objectives.distance import Distance
@@ -51,7 +52,8 @@ def score_embeddings(
       at `threshold` (chosen on these pairs when None, returned as `threshold`), `d_similar`,
       `d_dissimilar`;
     - `gallery` (embeddings, labels) of labelled references: `knn_acc` (k = `knn_k`) and
-      `prototype_acc` (nearest class mean);
+      `prototype_acc` (nearest class mean); when some labels are not in the gallery (an open set:
+      siamese_lit.evaluation.openset), `openset_auroc`, `openset_fpr95` and `closed_acc`;
     - `oneshot_episodes` > 0: `oneshot_acc`, N-way one-shot over the digits of `labels`;
     - `retrieval_at` (k, ...): `p_at_k`, `map`, `r_precision`, `map_at_r` (Musgrave et al. 2020),
       every image querying all the others.
@@ -65,10 +67,14 @@ def score_embeddings(
         metrics |= verification(pair_distance, y, threshold)
     if gallery is not None and len(gallery[1]):
         g_emb, g_labels = gallery
-        predictions["knn"] = knn_predict(embeddings, g_emb, g_labels, knn_k, distance)
+        near, idx = nearest(embeddings, g_emb, knn_k, distance)
+        predictions["knn"] = vote(g_labels[idx])
         predictions["prototype"] = prototype_predict(embeddings, g_emb, g_labels, distance)
         for name, pred in predictions.items():
             metrics[f"{name}_acc"] = float((pred == labels).float().mean())
+        known = torch.isin(labels, g_labels)
+        if 0 < int(known.sum()) < len(labels):  # digits the gallery does not hold: unknowns
+            metrics |= open_set(near, g_labels[idx], labels, known)
     several = labels.unique().numel() >= 2
     if oneshot_episodes > 0 and several:
         metrics["oneshot_acc"] = oneshot_accuracy(embeddings, labels, oneshot_episodes, seed, distance)

@@ -134,9 +134,14 @@ def varying_keys(sweep: Sweep) -> list[str]:
     return [k for k in keys if len({j.overrides.get(k) for j in sweep.jobs}) > 1]
 
 
+#: the overrides whose values are replicates of one experiment, averaged over: the seed, and the
+#: open-set split (conf/open_split/: the field reports the mean over its 5 splits)
+REPLICATES = ("seed", "open_split")
+
+
 @dataclass
 class SeedGroup:
-    """Jobs with the same overrides apart from `seed`, and each metric's (mean, sample std, n) over
+    """Jobs with the same overrides apart from the REPLICATES, and each metric's (mean, sample std, n) over
     those of them that finished (std None for n = 1)."""
 
     overrides: dict[str, str]
@@ -145,15 +150,15 @@ class SeedGroup:
 
 
 def seed_groups(sweep: Sweep) -> list[SeedGroup]:
-    """The sweep's jobs grouped by everything but `seed`, in the order of their first job; none
-    when the seed does not vary."""
-    if "seed" not in varying_keys(sweep):
+    """The sweep's jobs grouped by everything but the REPLICATES, in the order of their first job;
+    none when no replicate varies."""
+    if not set(REPLICATES) & set(varying_keys(sweep)):
         return []
     groups: dict[tuple[tuple[str, str], ...], list[Job]] = {}
     for job in sweep.jobs:
         if job.status != "unreadable":
             groups.setdefault(
-                tuple(sorted((k, v) for k, v in job.overrides.items() if k != "seed")), []
+                tuple(sorted((k, v) for k, v in job.overrides.items() if k not in REPLICATES)), []
             ).append(job)
     out = []
     for key, jobs in groups.items():

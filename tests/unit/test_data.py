@@ -290,3 +290,20 @@ def test_sampling_an_epoch_is_faster_than_a_third_of_it_drawn_pair_by_pair(pairs
 
     epoch = best_of_three(lambda: sampler.pairs(60_000, 0.5, generator))
     assert epoch < best_of_three(pair_by_pair), epoch
+
+
+def test_an_open_set_tests_all_digits_against_a_gallery_of_the_known_ones(data_dir: Path) -> None:
+    known = [2, 4, 5, 9, 8, 3]
+    dm = PairDataModule(
+        str(data_dir),
+        download=False,
+        classes=known,
+        test_classes=list(range(10)),
+        open_set=True,
+        gallery_size=500,
+    )
+    dm.setup("fit")
+    assert set(dm.splits["train"][1].unique().tolist()) == set(known)
+    assert set(dm.splits["val_gallery"][1].unique().tolist()) == set(known)
+    assert set(dm.splits["test_gallery"][1].unique().tolist()) == set(known)
+    assert set(dm.splits["test"][1].unique().tolist()) == set(range(10))

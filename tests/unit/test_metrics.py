@@ -70,3 +70,52 @@ def test_retrieval_figures_match_pytorch_metric_learnings_accuracy_calculator(
     assert ours["map_at_r"] == pytest.approx(oracle["mean_average_precision_at_r"], abs=1e-6)
     assert ours["r_precision"] == pytest.approx(oracle["r_precision"], abs=1e-6)
     assert ours["p_at_1"] == pytest.approx(oracle["precision_at_1"], abs=1e-6)
+
+
+def test_open_set_figures_match_their_definitions() -> None:
+    """AUROC against the Mann-Whitney count over every (known, unknown) pair; the FPR at 95% TPR
+    and the closed-set accuracy counted by hand."""
+    from siamese_lit.evaluation.openset import open_set
+
+    g = torch.Generator().manual_seed(0)
+    n, k = 400, 5
+    labels = torch.randint(0, 10, (n,), generator=g)
+    known = labels < 6
+    # unknowns a little further from the gallery, with overlap; some exact ties
+    near = (torch.rand(n, k, generator=g) + 0.6 * (~known)[:, None]).round(decimals=2).sort(1).values
+    neighbour_labels = torch.where(
+        torch.rand(n, k, generator=g) < 0.8, labels[:, None], (labels[:, None] + 1) % 6
+    )
+    figures = open_set(near, neighbour_labels, labels, known)
+
+    score = near.mean(1)
+    s_known, s_unknown = score[known], score[~known]
+    greater = (s_unknown[None, :] > s_known[:, None]).double().mean()
+    ties = (s_unknown[None, :] == s_known[:, None]).double().mean()
+    assert figures["openset_auroc"] == pytest.approx(float(greater + ties / 2), abs=1e-6)
+    cut = s_known.double().sort().values[int(0.95 * (len(s_known) - 1)) :][:2]  # around the 95th percentile
+    accepted = [(s_unknown.double() <= c).float().mean() for c in cut]
+    assert min(accepted) <= figures["openset_fpr95"] <= max(accepted)
+    votes = [torch.bincount(row, minlength=10).argmax() for row in neighbour_labels[known]]
+    closed = float((torch.stack(votes) == labels[known]).float().mean())
+    assert figures["closed_acc"] == pytest.approx(closed, abs=0.02)  # the vote's ties go to the nearer
+
+
+def test_a_gallery_without_some_test_digits_makes_the_scoring_open_set() -> None:
+    from siamese_lit.evaluation.scoring import score_embeddings
+
+    euclidean = Distance()
+    gallery = torch.tensor([[0.0], [0.1], [5.0], [5.1]])
+    g_labels = torch.tensor([0, 0, 1, 1])
+    queries = torch.tensor([[0.05], [5.05], [20.0], [-15.0]])
+    labels = torch.tensor([0, 1, 2, 3])
+    metrics = score_embeddings(
+        queries, labels, distance=euclidean, gallery=(gallery, g_labels), knn_k=2
+    ).metrics
+    assert (
+        metrics["openset_auroc"] == 1.0 and metrics["openset_fpr95"] == 0.0 and metrics["closed_acc"] == 1.0
+    )
+    closed = score_embeddings(
+        queries[:2], labels[:2], distance=euclidean, gallery=(gallery, g_labels), knn_k=2
+    )
+    assert not {"openset_auroc", "openset_fpr95", "closed_acc"} & set(closed.metrics)

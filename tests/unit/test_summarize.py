@@ -34,6 +34,24 @@ def test_summarize_groups_seeds_with_mean_and_sample_std(tmp_path: Path) -> None
     assert "## Over seeds" in text and "| 0.01 | 0 1 2 | 0.92 ± 0.02 (n=3) |" in text
 
 
+def test_open_set_splits_are_replicates_as_seeds_are(tmp_path: Path) -> None:
+    """The field reports an open-set figure as the mean over its 5 splits (conf/open_split/)."""
+    aurocs = [0.99, 0.98, 0.97, 0.99, 0.96]
+    jobs = {
+        str(i): {
+            "overrides": ["+experiment=siamese_openset", f"open_split=split{i}", "data.new_classes=[]"],
+            "metrics": {"val/knn_acc_best": 0.99, "test/openset_auroc": a},
+        }
+        for i, a in enumerate(aurocs)
+    }
+    sweep = sweep_dir(tmp_path / "sweep", jobs)
+    summarize(sweep)
+    (row,) = _read_csv(sweep / "summary_seeds.csv")
+    assert row["n"] == "5" and "open_split" not in row
+    assert float(row["test/openset_auroc_mean"]) == pytest.approx(np.mean(aurocs))
+    assert float(row["test/openset_auroc_std"]) == pytest.approx(np.std(aurocs, ddof=1))
+
+
 def _read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
