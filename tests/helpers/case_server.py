@@ -1,5 +1,5 @@
 """A process that imports the commands' libraries once, then runs each table case in a child forked
-from it: `python tests/helpers/case_server.py MODULE...` imports the MODULEs, then answers one JSON
+from it: `python -m tests.helpers.case_server MODULE...` imports the MODULEs, then answers one JSON
 line on stdout per JSON line on stdin.
 
 A case's child is a process of its own, as under `python -m siamese_lit.<command>`: its own

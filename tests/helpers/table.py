@@ -137,7 +137,6 @@ def run_measured(
 #: what a case server imports once: every command's libraries (not the command modules themselves,
 #: which each case runs as __main__)
 PRELOADED = ("lightning", "torchvision", "PIL.Image", "hydra.main", "siamese_lit")
-CASE_SERVER = Path(__file__).with_name("case_server.py")
 
 
 class CaseServers:
@@ -146,22 +145,24 @@ class CaseServers:
 
     def __init__(self) -> None:
         self._idle: queue.SimpleQueue[tuple[subprocess.Popen, Path]] = queue.SimpleQueue()
-        self._started: list[subprocess.Popen] = []
+        self._started: list[tuple[subprocess.Popen, Path]] = []
         self._lock = threading.Lock()
 
     def _start(self) -> tuple[subprocess.Popen, Path]:
-        log = Path(tempfile.mkstemp(prefix="case_server_", suffix=".log")[1])
+        fd, name = tempfile.mkstemp(prefix="case_server_", suffix=".log")
+        log = Path(name)
         server = subprocess.Popen(
-            [sys.executable, str(CASE_SERVER), *PRELOADED],
+            [sys.executable, "-m", "tests.helpers.case_server", *PRELOADED],
             cwd=PROJECT_ROOT,
             env=cli_env({"OMP_NUM_THREADS": "1"}),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=log.open("w"),
+            stderr=fd,
             text=True,
         )
+        os.close(fd)
         with self._lock:
-            self._started.append(server)
+            self._started.append((server, log))
         assert server.stdout.readline(), f"the case server did not start: {log.read_text()[-3000:]}"
         return server, log
 
@@ -200,9 +201,10 @@ class CaseServers:
 
     def close(self) -> None:
         with self._lock:
-            for server in self._started:
+            for server, log in self._started:
                 server.kill()
                 server.wait()
+                log.unlink(missing_ok=True)
 
 
 SERVERS = CaseServers()
