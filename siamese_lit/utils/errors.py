@@ -113,7 +113,18 @@ def _library_error(exc: BaseException) -> ConfigError | None:
         return ConfigError(f"command line: {text}{hint}")
     if "MisconfigurationException" in names:
         return ConfigError(f"Lightning refused the settings: {_one_line(str(exc))}")
+    if isinstance(exc, ValueError) and _raised_in(exc, "hydra."):
+        # Hydra's composition refusing an override's value (`model=3`: a group's option is a name)
+        return ConfigError(f"command line: {_one_line(str(exc))}")
     return None
+
+
+def _raised_in(exc: BaseException, package: str) -> bool:
+    """Whether the innermost frame of `exc`'s traceback runs code of `package` ("hydra.")."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and str(tb.tb_frame.f_globals.get("__name__", "")).startswith(package)
 
 
 def find_user_error(exc: BaseException) -> SiameseLitError | None:

@@ -39,11 +39,13 @@ COMMANDS = {
     "results": "sources",
 }
 #: command lines no command can use: an unparsable override, an unknown key, a file named with `=`
-#: (a positional path that Hydra reads as an override of an unknown key)
+#: (a positional path that Hydra reads as an override of an unknown key), a config group's option
+#: given as a number (Hydra raises a bare ValueError)
 BAD_LINES = {
     "unparsable": ["x=["],
     "unknown_key": ["no_such_setting=1"],
     "file_with_equals": ["a=b.png"],
+    "group_option_a_number": ["hydra/job_logging=3"],
 }
 
 

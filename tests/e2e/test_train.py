@@ -23,6 +23,7 @@ EXPECTED_EXPERIMENTS = {
     "siamese_mlp2d",
     "siamese_unseen",
     "siamese_robust",
+    "siamese_openset",
 }
 
 
@@ -46,6 +47,8 @@ def test_experiment_runs_and_writes_the_metric_it_optimizes(
     # the views objectives train on two augmented views: evaluation has no loss, only the figures
     key = "test/auroc" if cfg.data.get("batches") == "views" else "test/loss"
     assert key in metrics and written[key] == pytest.approx(metrics[key])
+    if cfg.data.get("open_set"):  # unknown test digits: the open-set figures
+        assert {"test/openset_auroc", "test/openset_fpr95", "test/closed_acc"} <= set(written)
 
 
 def test_article_models_are_what_the_experiments_build(make_cfg) -> None:
