@@ -289,3 +289,29 @@ def test_the_page_exits_130_on_ctrl_c_while_serving(tmp_path: Path) -> None:
     assert served, err
     line = assert_one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, out, err), 130)
     assert "SIGINT" in line
+
+
+#: a refusal of each kind of command (Lightning's, torch's, neither's), run forked from a case server
+#: and cold: the same status and output, so that the tables' forked cases stand for cold ones
+FORKED_AND_COLD = [
+    case(
+        "train", "train", ["+experiment=siamese", "trainer.max_epochs=0"], r"trainer\.max_epochs must be >= 1"
+    ),
+    case("evaluate", "evaluate", "ckpt_path=<here>/missing.ckpt", "does not exist"),
+    case("compare", "compare", "ckpt_path=<here>/missing.ckpt <here>/a.png <here>/b.png", "no such image"),
+    case("summarize", "summarize", "<here>/missing-dir", "is not a directory"),
+]
+
+
+def test_a_forked_case_ends_as_the_same_command_run_cold(tmp_path: Path) -> None:
+    world = {"here": tmp_path}
+    forked = run_cases(FORKED_AND_COLD, world, tmp_path / "forked", workers=2)
+    cold = run_cases(FORKED_AND_COLD, world, tmp_path / "cold", workers=2, cold=True)
+    for c in FORKED_AND_COLD:
+        one, other = forked[c.id].result, cold[c.id].result
+        assert_refused(c, one)
+        assert (one.returncode, one.stdout) == (other.returncode, other.stdout)
+        # a message that names the run dir names forked/<id> or cold/<id>
+        assert one.stderr.replace(str(tmp_path / "forked"), "") == other.stderr.replace(
+            str(tmp_path / "cold"), ""
+        )

@@ -171,7 +171,9 @@ def test_ddp_job_of_two_srun_tasks_trains_on_both_ranks(
 
 def _release_when_requeued(env: dict[str, str], sweep: Path, stop: threading.Event) -> None:
     """SLURM holds a requeued job back for two minutes (BeginTime) and gives it its old time limit;
-    as an operator would, let it start at once, with room to finish (what this test is not about)."""
+    as an operator would, let it start soon, with room to finish (what this test is not about). Not
+    at once: slurmd refuses a job whose credential is as old as its revocation at the requeue (to the
+    second: "Job credential revoked"), and the job fails."""
     while not stop.wait(0.5):
         try:
             (job,) = job_ids(sweep)
@@ -179,7 +181,7 @@ def _release_when_requeued(env: dict[str, str], sweep: Path, stop: threading.Eve
             continue
         show = subprocess.run(["scontrol", "show", "job", job], env=env, capture_output=True, text=True)
         if "Restarts=1" in show.stdout and "JobState=PENDING" in show.stdout:
-            update = ["scontrol", "update", f"JobId={job}", "StartTime=now", "TimeLimit=10"]
+            update = ["scontrol", "update", f"JobId={job}", "StartTime=now+5", "TimeLimit=10"]
             subprocess.run(update, env=env, capture_output=True, timeout=60)
             return
 

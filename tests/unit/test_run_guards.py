@@ -88,7 +88,11 @@ try:
 except KeyboardInterrupt:
     raise RuntimeError("half-imported")
 """
-PROGRAM = "from siamese_lit.cli import ctrl_c; {install}; import swallowing_library; print('after')"
+#: (SIGINT as Python sets it by default, even where the test runs in a shell that ignores it)
+PROGRAM = (
+    "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    "from siamese_lit.cli import ctrl_c; {install}; import swallowing_library; print('after')"
+)
 
 
 @pytest.mark.parametrize("installed", [True, False])
@@ -112,7 +116,8 @@ def test_ctrl_c_inside_an_import_is_one_line_and_130(installed: bool, tmp_path: 
 def test_ctrl_c_outside_an_import_is_a_keyboard_interrupt(tmp_path: Path) -> None:
     """For the wrapper, or train's own handler, to stop cleanly: not the exit at once."""
     program = (
-        "import signal, time; from siamese_lit.cli import ctrl_c; ctrl_c.install()\n"
+        "import signal, time; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "from siamese_lit.cli import ctrl_c; ctrl_c.install()\n"
         "try:\n    print('waiting', flush=True); time.sleep(60)\n"
         "except KeyboardInterrupt:\n    print('caught')"
     )
