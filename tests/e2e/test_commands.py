@@ -2,9 +2,9 @@
 use is one `error:` line and exit 2, Ctrl-C is one line and exit 130 (also while the command still
 imports its libraries), and an output it could not write is refused before any work.
 
-The command-line cases are a table of the one harness (tests/helpers/table.py), run cold (whole
-`python -m` processes) a few at a time in one fixture, so the file takes about as long as its
-slowest commands' start-ups.
+The command-line cases are a table of the one harness (tests/helpers/table.py), run a few at a time
+in one fixture: each command's unparsable line cold (a whole `python -m`), the others forked from a
+case server.
 """
 
 from __future__ import annotations
@@ -87,18 +87,18 @@ BAD_LINE_CASES = [
 
 @pytest.fixture(scope="module")
 def bad_lines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+    """The unparsable line of each command cold, as a whole `python -m`: it is refused before the
+    command imports its libraries, and its stderr holds nothing those imports might print; the other
+    lines forked from a case server (tests/helpers/case_server.py), as the other tables."""
     here = tmp_path_factory.mktemp("bad_lines")
     (here / "a=b.png").write_bytes(b"not an image")
-    # cold: a command line is refused before the command imports its libraries, and that is what
-    # these cases show (and cheaply so)
-    return run_cases(
-        BAD_LINE_CASES,
-        {"here": here},
-        here / "runs",
-        env={"PYTHONPATH": str(PROJECT_ROOT)},
-        workers=4,
-        cold=True,
-    )
+    world, env = {"here": here}, {"PYTHONPATH": str(PROJECT_ROOT)}
+    cold = [c for c in BAD_LINE_CASES if c.id.endswith("-unparsable")]
+    forked = [c for c in BAD_LINE_CASES if c not in cold]
+    return {
+        **run_cases(cold, world, here / "cold", env=env, workers=4, cold=True),
+        **run_cases(forked, world, here / "forked", env=env),
+    }
 
 
 @pytest.mark.parametrize("case", BAD_LINE_CASES, ids=[c.id for c in BAD_LINE_CASES])
