@@ -22,26 +22,17 @@ from siamese_lit import PROJECT_ROOT
 from siamese_lit.runs.faults import RefuseUsedOutputDir, ResumableModelCheckpoint, TrainingDivergedError
 from siamese_lit.train import train
 from siamese_lit.utils.errors import ConfigError
-from tests.helpers.runs import compose_cfg, run_cli
+from tests.helpers.runs import compose_cfg, run_cli, smaller_siamese
 
 # Two short epochs of a small LSTM Siamese net; batch 32 makes epochs long enough (31 steps) to
 # kill one in the middle.
 RUN = [
-    "+experiment=siamese",
-    "data.train_size=1000",
-    "data.val_size=500",
-    "data.test_size=500",
-    "data.eval_pairs=500",
-    "data.gallery_size=500",
-    "data.batch_size=32",
-    "model.net.hidden_size=16",
-    "model.net.num_layers=1",
-    "model.oneshot_episodes=10",
-    "trainer.max_epochs=2",
-    "trainer.accelerator=cpu",
-    "trainer.devices=1",
-    "callbacks.rich_progress_bar=null",
-    "callbacks.model_summary=null",
+    *smaller_siamese(
+        data__batch_size="32",
+        data__eval_batch_size="1000",
+        model__oneshot_episodes="10",
+        trainer__max_epochs="2",
+    ),
     "logger=csv",
 ]
 

@@ -23,28 +23,13 @@ import pytest
 import torch
 
 from siamese_lit import PROJECT_ROOT
-from tests.helpers.runs import run_cli
+from tests.helpers.runs import run_cli, smaller_siamese
 from tests.helpers.table import TRAIN
 
 # Two epochs of 31 steps of a small LSTM Siamese net; evaluation in batches of 100 (not one batch)
-RUN = [
-    "+experiment=siamese",
-    "data.train_size=1000",
-    "data.val_size=500",
-    "data.test_size=500",
-    "data.eval_pairs=500",
-    "data.gallery_size=500",
-    "data.batch_size=32",
-    "data.eval_batch_size=100",
-    "model.net.hidden_size=16",
-    "model.net.num_layers=1",
-    "model.oneshot_episodes=10",
-    "trainer.max_epochs=2",
-    "trainer.accelerator=cpu",
-    "trainer.devices=1",
-    "callbacks.rich_progress_bar=null",
-    "callbacks.model_summary=null",
-]
+RUN = smaller_siamese(
+    data__batch_size="32", data__eval_batch_size="100", model__oneshot_episodes="10", trainer__max_epochs="2"
+)
 # The monitored value never improves after epoch 0 (the epoch number, "min"): Lightning alone would
 # leave last.ckpt at epoch 0 for good.
 NO_IMPROVEMENT = [
