@@ -14,21 +14,19 @@ import torch
 from torch import Tensor
 from torchmetrics.functional.classification import binary_auroc
 
-from siamese_lit.evaluation.classification import vote
-
 #: the share of known images accepted at which the FPR of unknowns is read
 TPR = 0.95
 
 
-def open_set(neighbour_distances: Tensor, neighbour_labels: Tensor, labels: Tensor, known: Tensor) -> dict:
-    """The open-set figures of queries with true `labels`, given the distances (N, k) and labels
-    (N, k) of their k nearest gallery embeddings, nearest first; `known` (N,) marks the queries of a
-    known digit (the others are the unknowns, and there must be some of each)."""
+def open_set(neighbour_distances: Tensor, knn_predictions: Tensor, labels: Tensor, known: Tensor) -> dict:
+    """The open-set figures of queries with true `labels`, given the distances (N, k) of their k
+    nearest gallery embeddings and the label those neighbours voted for (N,); `known` (N,) marks the
+    queries of a known digit (the others are the unknowns, and there must be some of each)."""
     score = neighbour_distances.mean(1)  # of "unknown"
     unknown = ~known
     scaled = score / score.max().clamp_min(1e-12)  # in [0, 1], so torchmetrics takes it as is
     accept_below = torch.quantile(score[known].double(), TPR)
-    closed = vote(neighbour_labels[known]) == labels[known]
+    closed = knn_predictions[known] == labels[known]
     return {
         "openset_auroc": float(binary_auroc(scaled, unknown.long())),
         "openset_fpr95": float((score[unknown].double() <= accept_below).float().mean()),

@@ -74,7 +74,7 @@ def score_embeddings(
             metrics[f"{name}_acc"] = float((pred == labels).float().mean())
         known = torch.isin(labels, g_labels)
         if 0 < int(known.sum()) < len(labels):  # digits the gallery does not hold: unknowns
-            metrics |= open_set(near, g_labels[idx], labels, known)
+            metrics |= open_set(near, predictions["knn"], labels, known)
     several = labels.unique().numel() >= 2
     if oneshot_episodes > 0 and several:
         metrics["oneshot_acc"] = oneshot_accuracy(embeddings, labels, oneshot_episodes, seed, distance)
