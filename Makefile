@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Where MNIST is read from; ../shared/data on the project's machines, data/ (downloaded) elsewhere.
 export SIAMESE_LIT_DATA_DIR ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),$(CURDIR)/data)
 
-.PHONY: install browser demo train test test-fast bench bench-quick eval tensorboard summary lint clean slurm
+.PHONY: install browser fonts demo train test test-fast bench bench-quick eval tensorboard summary lint clean slurm
 
 install: $(STAMP)
 
@@ -26,6 +26,19 @@ browser:
 	else \
 	  echo "make browser: no Chromium found; install Debian's chromium as root (apt-get install chromium)," \
 	    "or set SIAMESE_LIT_CHROMIUM=<path of a Chromium>" >&2; exit 1; \
+	fi
+
+# Debian's font packages: the letters and symbols of the non-digit set (siamese_lit/data/nondigits.py)
+FONT_PACKAGES := fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-freefont-ttf
+fonts:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=$$(for p in $(FONT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; \
+	  echo "fonts: $$(find /usr/share/fonts/truetype /usr/share/fonts/opentype \( -name '*.ttf' -o -name '*.otf' \) 2>/dev/null | wc -l) font files"; \
+	elif [ -n "$$(find /usr/share/fonts/truetype /usr/share/fonts/opentype \( -name '*.ttf' -o -name '*.otf' \) 2>/dev/null | head -1)" ]; then \
+	  echo "fonts: not root, using the font files already under /usr/share/fonts"; \
+	else \
+	  echo "error: make fonts: no font files under /usr/share/fonts and no apt as root to install them: run it as root, or install $(FONT_PACKAGES)" >&2; exit 1; \
 	fi
 
 demo: $(STAMP)  ## make demo CKPT=<siamese .ckpt> [INDEX=<index file>]: the drawing page on localhost

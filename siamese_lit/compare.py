@@ -1,7 +1,9 @@
 """`python -m siamese_lit.compare ckpt_path=PATH a.png b.png`: are two image files the same digit?
 
 Prints the distance between the two images' embeddings and the verdict (same digit when the distance
-is at most the threshold, chosen by siamese_lit.inference.SiameseModel's one policy). The images may
+is at most the threshold, chosen by siamese_lit.inference.SiameseModel's one policy), and whether
+each image is `unknown` (past the checkpoint's rejection threshold: unlike any digit it was trained
+on; siamese_lit.evaluation.openset.Rejection). The images may
 be of any size or mode (siamese_lit.data.images brings them to 28x28 MNIST form; `inputs.png` in the
 output dir shows what the model saw). The two paths may also be given in Hydra form,
 `images=[a.png,b.png]`.
@@ -10,6 +12,7 @@ output dir shows what the model saw). The two paths may also be given in Hydra f
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,8 @@ from siamese_lit.utils.files import write_atomic
 
 def compare(cfg: DictConfig) -> dict[str, Any]:
     """Distance and verdict for the two images of `cfg.images`; also printed."""
-    check(cfg.threshold is None or cfg.threshold >= 0, f"threshold must be >= 0, got {cfg.threshold}.")
+    for key in ("threshold", "reject_threshold"):
+        check(cfg[key] is None or cfg[key] >= 0, f"{key} must be >= 0, got {cfg[key]}.")
     check_seeds(cfg, ("seed",))
     images = list(cfg.get("images") or [])
     check(len(images) == 2, f"compare takes two image files (a.png b.png), got {len(images)}: {images}.")
@@ -39,7 +43,17 @@ def compare(cfg: DictConfig) -> dict[str, Any]:
     print(f"distance: {result.distance:.4f}")
     print(f"threshold: {result.threshold}")
     print(f"verdict: {result.verdict}")
-    return {"distance": result.distance, "threshold": result.threshold.value, "same": result.same}
+    if math.isfinite(model.rejection.value):
+        print(f"rejection threshold: {model.rejection}")
+        for name, score, unknown in zip("ab", result.scores, result.unknown, strict=True):
+            answer = "unknown (unlike any training digit)" if unknown else "a digit"
+            print(f"image {name}: rejection score {score:.4f}: {answer}")
+    return {
+        "distance": result.distance,
+        "threshold": result.threshold.value,
+        "same": result.same,
+        "unknown": list(result.unknown),
+    }
 
 
 def save_digits(digits: list[torch.Tensor], path: Path, padding: int = 2) -> None:

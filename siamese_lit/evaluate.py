@@ -11,6 +11,7 @@ report.md and TensorBoard logs into its output dir (outputs/eval/runs/<timestamp
 from __future__ import annotations
 
 import functools
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,13 @@ from omegaconf import DictConfig, OmegaConf
 from siamese_lit.checkpoints.reader import check_embedding_scale, check_finite_outputs, with_saved_data
 from siamese_lit.cli.command import run_command
 from siamese_lit.cli.settings import check_evaluate, check_knn_k
+from siamese_lit.data.nondigits import NonDigits, evaluation_fonts, font_files
 from siamese_lit.data.pairs import PairDataModule
 from siamese_lit.evaluation import correction as C
 from siamese_lit.evaluation import protocol as P
 from siamese_lit.evaluation.classification import classification
 from siamese_lit.evaluation.corruptions import corruption_grid
+from siamese_lit.evaluation.openset import ACCEPTED
 from siamese_lit.evaluation.report import retrieval_grid, write_report
 from siamese_lit.evaluation.retrieval import neighbours
 from siamese_lit.evaluation.robustness import corruption_names, robustness
@@ -117,6 +120,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             for name, thr in thresholds.items()
         },
     }
+    if siamese.rejection.calibrated:  # the closest digit, or unknown past the rejection threshold
+        rejected = siamese.rejection.scores(emb, distance) > siamese.rejection.threshold
+        answers = P.answer(mean_distance, classes, math.inf).masked_fill(rejected, -1)
+        threshold = float(siamese.rejection.threshold)
+        protocol["rejection"] = {"threshold": threshold, **P.answer_fractions(answers, y_test)}
     t = timer.step("protocol", t)
     figures = scores.metrics
     report: dict[str, Any] = {
@@ -161,6 +169,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         report["robustness"] = _robustness(cfg, dm, siamese, classifier, corruptions, gallery, clean)
         images["robustness/corruptions"] = corruption_grid(dm.splits["test"][0][0].cpu(), cfg.robustness.seed)
         t = timer.step("robustness", t)
+    report["rejection"] = _rejection(cfg, dm, siamese, emb, y_test, gallery[1], device)
+    t = timer.step("rejection", t)
     timer["total"] = sum(timer.values())
     report["timing_s"] = dict(timer)
     write_report(output_dir, report, images)
@@ -272,6 +282,71 @@ def _robustness(
         seed=cfg.robustness.seed,
         classify=run(classifier.predict_logits) if classifier is not None else None,
     )
+
+
+def _rejection(
+    cfg: DictConfig,
+    dm: PairDataModule,
+    siamese: Any,
+    emb: torch.Tensor,
+    y_test: torch.Tensor,
+    gallery_labels: torch.Tensor,
+    device: torch.device,
+) -> dict[str, Any]:
+    """The rejection threshold of the checkpoint on the known test digits (the share accepted), on
+    test digits of classes the model never trained on (open set: the share rejected), and on the
+    generated non-digits (AUROC against the known test digits, the share rejected, by kind)."""
+    rejection = siamese.rejection
+    if not rejection.calibrated:
+        return {"calibrated": False}
+    threshold = float(rejection.threshold)
+    scores = rejection.scores(emb, siamese.distance).cpu()
+    known = torch.isin(y_test, gallery_labels).cpu()
+    out: dict[str, Any] = {
+        "calibrated": True,
+        "threshold": threshold,
+        "accepted_share": ACCEPTED,
+        "references": len(rejection.references),
+        "digits_accepted": float((scores[known] <= threshold).float().mean()),
+    }
+    if not bool(known.all()):
+        out["unknown_digits"] = {
+            "count": int((~known).sum()),
+            "rejected": float((scores[~known] > threshold).float().mean()),
+            "auroc": _auroc(scores[known], scores[~known]),
+        }
+    if cfg.rejection.nondigits:
+        fonts = evaluation_fonts(font_files())  # none of them trained on (data.glyph_classes)
+        nondigits = NonDigits.load(cfg.rejection.cache_dir, fonts)
+        with forward_context(device, cfg.precision):
+            nd_emb = siamese.embed(dm.normalize(nondigits.images.to(device)), cfg.batch_size)
+        nd_scores = rejection.scores(
+            check_embedding_scale(nd_emb, "embeddings", cfg.ckpt_path), siamese.distance
+        )
+        nd_scores = nd_scores.cpu()
+        kinds = torch.tensor([k == "glyph" for k in nondigits.kinds])
+        by_kind = {"glyphs": kinds, "shapes": ~kinds}
+        out["nondigits"] = {
+            "fonts": len(fonts),
+            "count": len(nd_scores),
+            "auroc": _auroc(scores[known], nd_scores),
+            "rejected": float((nd_scores > threshold).float().mean()),
+            **{
+                name: {"count": int(m.sum()), "rejected": float((nd_scores[m] > threshold).float().mean())}
+                for name, m in by_kind.items()
+                if m.any()
+            },
+        }
+    return out
+
+
+def _auroc(known: torch.Tensor, unknown: torch.Tensor) -> float:
+    """The AUROC of the rejection score telling `unknown` scores from `known` ones."""
+    from torchmetrics.functional.classification import binary_auroc
+
+    score = torch.cat([known, unknown]).double()
+    target = torch.cat([torch.zeros(len(known)), torch.ones(len(unknown))]).long()
+    return float(binary_auroc(score / score.max().clamp_min(1e-12), target))
 
 
 def evaluate_command(cfg: DictConfig) -> None:

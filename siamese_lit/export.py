@@ -39,6 +39,7 @@ def export(cfg: DictConfig) -> float:
         "std": repr(std),
         "distance": "cosine" if model.distance.normalize else "euclidean",
         "threshold": repr(threshold) if math.isfinite(threshold) else "none",
+        "reject_threshold": repr(model.rejection.value) if math.isfinite(model.rejection.value) else "none",
         "fingerprint": model.fingerprint,
         "embedding_dim": str(model.embedding_dim),
     }

@@ -9,6 +9,7 @@ and left out; the others are indexed, and the command then ends with one `error:
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
@@ -26,6 +27,10 @@ from siamese_lit.utils.errors import check
 def make_index(cfg: DictConfig) -> dict[str, Any]:
     """Build and write the index of `cfg`; returns what was indexed (also printed)."""
     check(cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}.")
+    check(
+        cfg.reject_threshold is None or cfg.reject_threshold >= 0,
+        f"reject_threshold must be >= 0, got {cfg.reject_threshold}.",
+    )
     check(
         cfg.gallery_size is None or cfg.gallery_size >= 1,
         f"gallery_size must be >= 1, got {cfg.gallery_size}.",
@@ -53,6 +58,12 @@ def make_index(cfg: DictConfig) -> dict[str, Any]:
     print("per label: " + ", ".join(f"{c}: {n}" for c, n in counts.items()))
     distance = "cosine" if index.normalize else "Euclidean"
     print(f"embedding size {index.embeddings.shape[1]}, {distance} distance, threshold {threshold}")
+    if math.isfinite(model.rejection.value):
+        unknown = int(model.unknown(model.reject_scores(index.embeddings)).sum())
+        print(
+            f"rejection threshold {model.rejection}: {unknown} of the {len(index.labels)} gallery images are "
+            "past it (a search would answer them unknown)"
+        )
     for _, reason in items.failed:
         print(f"left out: {reason}", file=sys.stderr, flush=True)
     if items.failed:

@@ -3,8 +3,9 @@
 Each query image is brought to MNIST form (siamese_lit.data.images), embedded with the checkpoint the
 index was built with (or `ckpt_path=`, refused when its weights are not the index's) and answered
 against the gallery: by a vote of its k nearest items (`protocol=knn`), or by the LSTM article's
-mean distance to k references of each label (`protocol=article`); `unknown` when even the best is
-past the threshold (SiameseModel's one policy: `threshold=`, else the checkpoint's, else 1.0). Prints
+mean distance to k references of each label (`protocol=article`); `unknown` when the query is unlike
+every training digit: its rejection score past the rejection threshold (`reject_threshold=`, else the
+checkpoint's; a checkpoint without one says `unknown` past the pair threshold, as before). Prints
 a table; with `output=`, writes the answers as a JSON list, whole. An image that cannot be read is
 named; the others are answered, then one `error:` line (exit 2).
 """
@@ -12,6 +13,7 @@ named; the others are answered, then one `error:` line (exit 2).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -52,26 +54,36 @@ def _model(cfg: DictConfig, index: GalleryIndex) -> SiameseModel:
 
 def _row(path: str, match: Match | None, error: str | None = None) -> dict[str, Any]:
     if match is None:
-        return {"path": path, "label": None, "distance": None, "neighbours": [], "error": error}
+        empty = {"label": None, "distance": None, "score": None, "neighbours": []}
+        return {"path": path, **empty, "error": error}
     neighbours = [{"label": label, "distance": d, "source": s} for label, d, s in match.neighbours]
     return {
         "path": path,
         "label": match.label,
         "distance": match.distance,
+        "score": match.score,
         "neighbours": neighbours,
         "error": None,
     }
 
 
+def _unknown_rule(model: SiameseModel) -> str:
+    if math.isfinite(model.rejection.value):
+        return f"unknown: rejection score (mean distance to 5 reference digits) past {model.rejection}"
+    return f"unknown: nearest item past the pair threshold {model.threshold} (no rejection in the checkpoint)"
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
     width = min(max(len(r["path"]) for r in rows), 60)
-    lines = [f"{'query':<{width}}  {'label':>7}  {'distance':>8}  nearest (label distance source)"]
+    head = f"{'query':<{width}}  {'label':>7}  {'distance':>8}  {'score':>7}"
+    lines = [f"{head}  nearest (label distance source)"]
     for r in rows:
         if r["error"] is not None:
-            lines.append(f"{r['path']:<{width}}  {'-':>7}  {'-':>8}  not read: {r['error']}")
+            lines.append(f"{r['path']:<{width}}  {'-':>7}  {'-':>8}  {'-':>7}  not read: {r['error']}")
             continue
         near = "; ".join(f"{n['label']} {n['distance']:.3f} {n['source']}" for n in r["neighbours"][:SHOWN])
-        lines.append(f"{r['path']:<{width}}  {r['label']:>7}  {r['distance']:>8.4f}  {near}")
+        answer = f"{r['path']:<{width}}  {r['label']:>7}  {r['distance']:>8.4f}  {r['score']:>7.4f}"
+        lines.append(f"{answer}  {near}")
     return "\n".join(lines)
 
 
@@ -80,7 +92,8 @@ def search(cfg: DictConfig) -> list[dict[str, Any]]:
     check(cfg.protocol in PROTOCOLS, f"protocol must be one of {list(PROTOCOLS)}, got {cfg.protocol!r}.")
     k = PROTOCOLS[cfg.protocol] if cfg.k is None else cfg.k
     check(k >= 1, f"k must be >= 1, got {k}.")
-    check(cfg.threshold is None or cfg.threshold >= 0, f"threshold must be >= 0, got {cfg.threshold}.")
+    for key in ("threshold", "reject_threshold"):
+        check(cfg[key] is None or cfg[key] >= 0, f"{key} must be >= 0, got {cfg[key]}.")
     check(cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}.")
     check_seeds(cfg, ("seed",))  # the article protocol's draws: numpy's range, not an OverflowError
     output = check_output(cfg, "output", cfg.overwrite, required=False)
@@ -105,10 +118,8 @@ def search(cfg: DictConfig) -> list[dict[str, Any]]:
     matches = model.identify(embeddings, index, k, cfg.protocol, cfg.seed)
     rows = [_row(p, m) for p, m in zip(digits.sources, matches, strict=True)]
     rows += [_row(p, None, reason) for p, reason in failed]
-    print(
-        f"{cfg.protocol}, k={k}, threshold {model.threshold}, gallery of {len(index.labels)} "
-        f"({cfg.index_path})"
-    )
+    print(f"{cfg.protocol}, k={k}, gallery of {len(index.labels)} ({cfg.index_path})")
+    print(_unknown_rule(model))
     print(_table(rows), flush=True)
     if output is not None:
         with writing(output):

@@ -23,6 +23,7 @@ class CompareSettings:
     ckpt_path: str | None = MISSING
     images: list[str] = MISSING
     threshold: float | None = MISSING
+    reject_threshold: float | None = MISSING
     seed: int = MISSING
     device: str = MISSING
     data: Any = MISSING
@@ -38,6 +39,7 @@ class IndexSettings:
     overwrite: bool = MISSING
     gallery: str = MISSING
     gallery_size: int | None = MISSING
+    reject_threshold: float | None = MISSING
     device: str = MISSING
     batch_size: int = MISSING
     data: Any = MISSING
@@ -53,6 +55,7 @@ class SearchSettings:
     protocol: str = MISSING
     k: int | None = MISSING
     threshold: float | None = MISSING
+    reject_threshold: float | None = MISSING
     seed: int = MISSING
     output: str | None = MISSING
     overwrite: bool = MISSING
@@ -84,6 +87,7 @@ class DemoSettings:
     gallery_size: int | None = MISSING
     neighbours: int = MISSING
     threshold: float | None = MISSING
+    reject_threshold: float | None = MISSING
     host: str = MISSING
     port: int = MISSING
     seed: int = MISSING
@@ -96,6 +100,12 @@ class DemoSettings:
 class ProtocolSettings:
     k: int = MISSING
     threshold: float = MISSING
+
+
+@dataclass
+class RejectionSettings:
+    nondigits: bool = MISSING
+    cache_dir: str = MISSING
 
 
 @dataclass
@@ -133,6 +143,7 @@ class EvalSettings:
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     oneshot_episodes: int = MISSING
     robustness: RobustnessSettings = field(default_factory=RobustnessSettings)
+    rejection: RejectionSettings = field(default_factory=RejectionSettings)
     data: Any = MISSING
     paths: Any = MISSING
 

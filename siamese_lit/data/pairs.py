@@ -6,11 +6,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from siamese_lit.data.batches import BATCHES, BatchKind
 from siamese_lit.data.datamodule import MNISTDataModule
 from siamese_lit.data.loader import BatchLoader, seeded
+from siamese_lit.data.nondigits import GlyphClasses
 from siamese_lit.data.sampler import PairSampler
 from siamese_lit.utils.errors import check
 
@@ -52,6 +54,12 @@ class PairDataModule(MNISTDataModule):
         open_set: the test gallery holds the training digits (`classes`) only, so that the test
             digits beyond them are unknowns (siamese_lit.evaluation.openset); otherwise it holds
             the test digits.
+        glyph_classes: (two-view batches) add letters and symbols as training classes beyond the
+            digits, one per character (siamese_lit.data.nondigits.GlyphClasses, built once and
+            cached under `cache_dir`): training only, never in validation, a gallery or a test.
+        stroke_classes: with `glyph_classes`, this many procedural stroke glyphs (2-3 Bezier strokes)
+            as more classes.
+        cache_dir: where the glyph classes are cached.
     """
 
     def __init__(
@@ -64,6 +72,9 @@ class PairDataModule(MNISTDataModule):
         gallery_size: int = 10_000,
         new_classes: Sequence[str] = (),
         open_set: bool = False,
+        glyph_classes: bool = False,
+        stroke_classes: int = 0,
+        cache_dir: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -88,6 +99,14 @@ class PairDataModule(MNISTDataModule):
         )
         self.similar_fraction, self.pairs_per_epoch = similar_fraction, pairs_per_epoch
         self.num_eval_pairs, self.gallery_size, self.open_set = eval_pairs, gallery_size, open_set
+        check(
+            not glyph_classes or (self.kind is not None and self.kind.needs_augmentation and not new_classes),
+            "data.glyph_classes adds classes to two-view batches: a views objective, without "
+            "data.new_classes.",
+        )
+        check(not glyph_classes or bool(cache_dir), "data.glyph_classes needs data.cache_dir.")
+        check(stroke_classes >= 0, f"data.stroke_classes must be >= 0, got {stroke_classes}.")
+        self.glyph_classes, self.stroke_classes, self.cache_dir = glyph_classes, stroke_classes, cache_dir
         self.fixed: dict[str, EvalSet] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -104,6 +123,14 @@ class PairDataModule(MNISTDataModule):
             moved = tuple(t.to(labels.device) for t in rows) if rows is not None else None
             self.fixed[split] = EvalSet(images, labels, tuple(t.to(labels.device) for t in pairs), moved)
             self.splits[f"{split}_gallery"] = self._gallery(split)
+        if self.glyph_classes:  # after the samplers and galleries: training batches only
+            self.splits["train"] = self._with_glyphs(*self.splits["train"])
+
+    def _with_glyphs(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The training images and labels, then the glyph classes labelled after the digits."""
+        glyphs = GlyphClasses.load(self.cache_dir, self.stroke_classes)
+        labels = glyphs.labels.to(y.device) + 10
+        return torch.cat([x, glyphs.images.to(x.device)]), torch.cat([y, labels])
 
     def _gallery(self, split: str) -> tuple[Tensor, Tensor]:
         """Labelled training images of the split's digits (on test with `open_set`, of the training

@@ -34,7 +34,8 @@ def check_config(cfg: DictConfig) -> None:
         cfg.gallery_size is None or 1 <= cfg.gallery_size <= MNIST_TRAIN,
         f"gallery_size must be in 1..{MNIST_TRAIN} or null (all), got {cfg.gallery_size}.",
     )
-    check(cfg.threshold is None or cfg.threshold >= 0, f"threshold must be >= 0, got {cfg.threshold}.")
+    for key in ("threshold", "reject_threshold"):
+        check(cfg[key] is None or cfg[key] >= 0, f"{key} must be >= 0, got {cfg[key]}.")
     check(
         cfg.host in LOOPBACK,
         f"host={cfg.host!r}: the demo has no authentication and serves this machine only "
@@ -89,6 +90,7 @@ def serve(cfg: DictConfig) -> None:
     else:
         index = gallery_from_mnist(model, cfg)
     print(f"threshold: {model.threshold}", flush=True)
+    print(f"rejection threshold: {model.rejection}", flush=True)
     images = gallery_images(cfg.data.data_dir, index.sources)
     recognizer = Recognizer(model, index, images, cfg.neighbours)
     about = (

@@ -9,6 +9,7 @@ load_digit. A blank canvas is an ImageError whose message the page shows.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ class SideResult:
     message: str | None = None  # why there is no digit
     label: str | None = None  # the k-NN vote, or "unknown"
     nearest: float | None = None  # distance to the nearest gallery item
+    score: float | None = None  # rejection score (mean distance to the model's 5 nearest reference digits)
     neighbours: list[tuple[np.ndarray | None, str]] = field(default_factory=list)  # (image, caption)
 
 
@@ -79,6 +81,7 @@ class Answer:
     distance: float | None
     same: bool | None
     threshold: float
+    rejection: float = math.inf  # the rejection threshold (inf: none; then `unknown` is past `threshold`)
 
     def verdict(self) -> str:
         """The page's verdict line; `same` and `different` are the words a reader (and the browser
@@ -123,14 +126,14 @@ class Recognizer:
             emb = self.model.embed(torch.stack([s.digit for s in present]))
             matches = self.model.identify(emb, self.index, k=self.k)
             for side, match in zip(present, matches, strict=True):
-                side.label, side.nearest = match.label, float(match.distance)
+                side.label, side.nearest, side.score = match.label, float(match.distance), match.score
                 side.neighbours = [
                     (self.images(source), f"{label} · {dist:.3f}") for label, dist, source in match.neighbours
                 ]
             if len(present) == 2:
                 comparison = self.model.compare(emb[0], emb[1])
                 distance, same = comparison.distance, comparison.same
-        return Answer(sides, distance, same, self.threshold)
+        return Answer(sides, distance, same, self.threshold, self.model.rejection.value)
 
 
 def gallery_images(data_dir: str | Path, sources: list[str]) -> Callable[[str], np.ndarray | None]:

@@ -8,6 +8,7 @@ drawn-digit benchmark read; the texts hold `Verdict: same digit` / `Verdict: dif
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -58,16 +59,21 @@ INTRO = """# Same digit?
 Draw a digit in each box (or upload an image of one) and press **Compare**. The model reads each
 drawing as a 28×28 MNIST digit (shown below), embeds it, and answers with the distance between the
 two and the verdict at its threshold; each drawing's predicted digit is the vote of its nearest
-gallery digits, or `unknown` when even the nearest is past the threshold."""
+gallery digits, or `unknown` when it is unlike any digit the model was trained on."""
 
 
 def _zoom(digit: np.ndarray) -> np.ndarray:
     return np.kron(digit, np.ones((ZOOM, ZOOM), dtype=np.uint8))
 
 
-def _prediction(side: SideResult, threshold: float) -> str:
+def _prediction(side: SideResult, threshold: float, rejection: float) -> str:
     if side.digit is None:
         return side.message or ""
+    if side.label == "unknown" and math.isfinite(rejection):
+        return (
+            f"**Predicted: unknown** (unlike any training digit: rejection score {side.score:.4f}, past "
+            f"the rejection threshold {rejection:.4f})"
+        )
     if side.label == "unknown":
         return (
             f"**Predicted: unknown** (the nearest gallery digit is at {side.nearest:.4f}, "
@@ -76,10 +82,10 @@ def _prediction(side: SideResult, threshold: float) -> str:
     return f"**Predicted: {side.label}** (nearest gallery digit at {side.nearest:.4f})"
 
 
-def _side_outputs(side: SideResult, threshold: float) -> list[Any]:
+def _side_outputs(side: SideResult, threshold: float, rejection: float) -> list[Any]:
     crop = None if side.digit is None else _zoom(side.digit.numpy())
     gallery = [(img, caption) for img, caption in side.neighbours if img is not None]
-    return [crop, _prediction(side, threshold), gallery]
+    return [crop, _prediction(side, threshold, rejection), gallery]
 
 
 def build_page(recognizer: Recognizer, about: str) -> gr.Blocks:
@@ -89,7 +95,7 @@ def build_page(recognizer: Recognizer, about: str) -> gr.Blocks:
         result = recognizer.answer((a_draw, a_file), (b_draw, b_file))
         outputs = [result.verdict()]
         for side in result.sides:
-            outputs += _side_outputs(side, result.threshold)
+            outputs += _side_outputs(side, result.threshold, result.rejection)
         return outputs
 
     brush = gr.Brush(default_size=BRUSH, colors=["#000000"], default_color="#000000", color_mode="fixed")

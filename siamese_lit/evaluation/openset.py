@@ -10,9 +10,14 @@ digits only: the further, the more likely unknown.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from torch import Tensor
-from torchmetrics.functional.classification import binary_auroc
+from torch import Tensor, nn
+
+from siamese_lit.evaluation.classification import nearest
+from siamese_lit.objectives.distance import Distance
+from siamese_lit.utils.errors import CheckpointError
 
 #: the share of known images accepted at which the FPR of unknowns is read
 TPR = 0.95
@@ -22,6 +27,8 @@ def open_set(neighbour_distances: Tensor, knn_predictions: Tensor, labels: Tenso
     """The open-set figures of queries with true `labels`, given the distances (N, k) of their k
     nearest gallery embeddings and the label those neighbours voted for (N,); `known` (N,) marks the
     queries of a known digit (the others are the unknowns, and there must be some of each)."""
+    from torchmetrics.functional.classification import binary_auroc  # not on the inference road
+
     score = neighbour_distances.mean(1)  # of "unknown"
     unknown = ~known
     scaled = score / score.max().clamp_min(1e-12)  # in [0, 1], so torchmetrics takes it as is
@@ -32,3 +39,68 @@ def open_set(neighbour_distances: Tensor, knn_predictions: Tensor, labels: Tenso
         "openset_fpr95": float((score[unknown].double() <= accept_below).float().mean()),
         "closed_acc": float(closed.float().mean()),
     }
+
+
+#: The rejection score: the mean distance of a query to its REJECT_K nearest reference embeddings.
+REJECT_K = 5
+#: The share of known validation digits the calibrated rejection threshold accepts.
+ACCEPTED = 0.99
+#: The most reference embeddings a checkpoint may hold (the validation gallery: data.gallery_size).
+MAX_REFERENCES = 100_000
+
+
+def rejection_scores(queries: Tensor, references: Tensor, distance: Distance, k: int = REJECT_K) -> Tensor:
+    """(N,) the mean distance of each query to its k nearest `references` (the score of "unknown")."""
+    return nearest(queries, references.to(queries.device), k, distance)[0].mean(1)
+
+
+class Rejection(nn.Module):
+    """What says "unknown": a query whose rejection score (`rejection_scores` against `references`,
+    labelled training digits embedded at the validation that chose the checkpoint) is above
+    `threshold`, the score that accepts ACCEPTED of the known validation digits. Both are buffers, so
+    the checkpoint carries them and every command, the index, the ONNX metadata and the page use the
+    same. The pair threshold stays for same/different verdicts.
+
+    `references` is (0, D) and `threshold` NaN until a validation calibrates them ("never
+    calibrated": nothing is rejected)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("references", torch.zeros(0, dim))
+        self.register_buffer("threshold", torch.tensor(float("nan")))
+
+    @property
+    def calibrated(self) -> bool:
+        return bool(torch.isfinite(self.threshold)) and len(self.references) > 0
+
+    def scores(self, embeddings: Tensor, distance: Distance) -> Tensor:
+        """(N,) rejection scores of `embeddings`; NaN when never calibrated."""
+        if not len(self.references):
+            return torch.full((len(embeddings),), float("nan"))
+        return rejection_scores(embeddings, self.references, distance)
+
+    @torch.no_grad()
+    def calibrate(self, known: Tensor, references: Tensor, distance: Distance) -> float:
+        """Keep `references` and set the threshold accepting ACCEPTED of the `known` embeddings
+        (validation digits, none of them a reference); returns it."""
+        self.references = references.detach().float().clone()
+        scores = self.scores(known, distance).double()
+        self.threshold.fill_(float(torch.quantile(scores, ACCEPTED)))
+        return float(self.threshold)
+
+    def fit_state(self, state_dict: dict[str, Any], prefix: str, where: str) -> None:
+        """Before `state_dict` is loaded: take the checkpoint's number of references (bounded), and
+        give a checkpoint saved before rejection existed this module's "never calibrated" state."""
+        key = f"{prefix}references"
+        saved = state_dict.get(key)
+        if saved is None:
+            state_dict[key] = self.references.clone()
+            state_dict.setdefault(f"{prefix}threshold", self.threshold.clone())
+            return
+        if isinstance(saved, Tensor) and saved.dim() == 2:
+            if saved.shape[0] > MAX_REFERENCES:
+                raise CheckpointError(
+                    f"{where}: {key} holds {saved.shape[0]} reference embeddings, more than "
+                    f"{MAX_REFERENCES} (an edited checkpoint)."
+                )
+            self.references = self.references.new_zeros(saved.shape[0], self.references.shape[1])

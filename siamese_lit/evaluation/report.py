@@ -54,6 +54,9 @@ def to_markdown(report: Mapping[str, Any]) -> str:
             else "."
         ),
     )
+    answered = dict(proto["thresholds"])
+    if "rejection" in proto:  # unknown past the rejection threshold (its score), not a mean distance
+        answered["rejection (score)"] = proto["rejection"]
     md += _section(
         f"The article's protocol (k = {proto['k']} references of each digit per image, from the test set)",
         header=["threshold", "value", "correct", "unknown", "wrong", "accuracy when answering"],
@@ -63,7 +66,7 @@ def to_markdown(report: Mapping[str, Any]) -> str:
                 f"{r['threshold']:.4f}",
                 *(_pct(r[k]) for k in ("correct", "unknown", "wrong", "answered_accuracy")),
             ]
-            for name, r in proto["thresholds"].items()
+            for name, r in answered.items()
         ],
     )
     md += _section(
@@ -96,6 +99,8 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         header=list(ret["figures"]),
         rows=[[f"{v:.4f}" for v in ret["figures"].values()]],
     )
+    if "rejection" in report:
+        md += _rejection_md(report["rejection"])
     if "robustness" in report:
         md += _robustness_md(report["robustness"])
     timing = report["timing_s"]
@@ -124,6 +129,38 @@ def _robustness_md(r: Mapping[str, Any]) -> list[str]:
         "kind of damage too; `held out`: it never does. One digit under every corruption: TensorBoard, "
         "`robustness/corruptions`.",
         header=["corruption", "kind", *figures],
+        rows=rows,
+    )
+
+
+def _rejection_md(r: Mapping[str, Any]) -> list[str]:
+    title = '"Unknown": the rejection threshold'
+    if not r["calibrated"]:
+        return _section(title, "The checkpoint holds no calibrated rejection (saved before it existed).")
+    rows = [["known test digits", "", "", _pct(r["digits_accepted"]), ""]]
+    if "unknown_digits" in r:
+        u = r["unknown_digits"]
+        rows.append([f"unknown test digits ({u['count']})", f"{u['auroc']:.4f}", _pct(u["rejected"]), "", ""])
+    if "nondigits" in r:
+        n = r["nondigits"]
+        parts = "; ".join(f"{k} {_pct(n[k]['rejected'])}" for k in ("glyphs", "shapes") if k in n)
+        rows.append(
+            [
+                f"non-digits ({n['count']}, {n['fonts']} fonts)",
+                f"{n['auroc']:.4f}",
+                _pct(n["rejected"]),
+                "",
+                parts,
+            ]
+        )
+    return _section(
+        title,
+        f"A digit is `unknown` when its mean distance to its 5 nearest of the checkpoint's {r['references']} "
+        f"reference training digits is above **{r['threshold']:.4f}**, the score that accepts "
+        f"{_pct(r['accepted_share'])} of the validation digits. AUROC: the score telling those images from "
+        "the known test digits. Non-digits: letters and symbols of the machine's fonts and drawn shapes "
+        "(siamese_lit.data.nondigits).",
+        header=["images", "AUROC", "rejected", "accepted", "rejected by kind"],
         rows=rows,
     )
 

@@ -17,14 +17,18 @@ from siamese_lit.utils.errors import ConfigError
 def load_siamese(cfg: DictConfig, ckpt_path: Any = None, device: str = "auto", **given: Any) -> SiameseModel:
     """The SiameseModel of `ckpt_path` (default cfg.ckpt_path) on `device`, with the input
     normalisation it was trained with unless data.mean / data.std are given on the command line, and
-    cfg.threshold (when the command has one) under the one threshold policy."""
+    cfg.threshold and cfg.reject_threshold (when the command has them) under their policies."""
     check_values(cfg, {"data.mean": (float, type(None)), "data.std": (float, type(None))})
     keys = command_line_keys()
     for key in ("mean", "std"):
         if f"data.{key}" in keys and given.get(key) is None:
             given[key] = float(OmegaConf.select(cfg, f"data.{key}"))
     return SiameseModel.from_checkpoint(
-        ckpt_path or cfg.get("ckpt_path"), resolve_device(device), threshold=cfg.get("threshold"), **given
+        ckpt_path or cfg.get("ckpt_path"),
+        resolve_device(device),
+        threshold=cfg.get("threshold"),
+        reject_threshold=cfg.get("reject_threshold"),
+        **given,
     )
 
 

@@ -82,6 +82,7 @@ def build_index(
     std: float,
     ckpt_path: str = "",
     batch_size: int = 2048,
+    reject_threshold: float = float("inf"),
 ) -> GalleryIndex:
     """Embed `digits` with a LitSiamese `model` (in eval mode) and bundle them with what they are."""
     embeddings = embed_digits(model, digits, mean, std, batch_size)
@@ -96,4 +97,5 @@ def build_index(
         mean=float(mean),
         std=float(std),
         ckpt_path=str(ckpt_path),
+        reject_threshold=float(reject_threshold),
     )

@@ -51,6 +51,7 @@ def save_index(index: GalleryIndex, path: str | Path) -> None:
         "labels": index.labels,
         "sources": index.sources,
         "threshold": index.threshold if math.isfinite(index.threshold) else None,
+        "reject_threshold": index.reject_threshold if math.isfinite(index.reject_threshold) else None,
         "distance": "cosine" if index.normalize else "euclidean",
         "fingerprint": index.fingerprint,
         "mean": index.mean,
@@ -176,11 +177,7 @@ def load_index(path: str | Path, fingerprint: str | None = None) -> GalleryIndex
         raise GalleryIndexError(
             f"{where} is not a readable siamese_lit index ({type(exc).__name__})."
         ) from exc
-    threshold = meta.get("threshold")
-    if threshold is not None and (
-        isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold < math.inf
-    ):
-        raise GalleryIndexError(f"{where}: field 'threshold' must be a finite number >= 0, or null.")
+    threshold, reject_threshold = (_threshold(meta, key, where) for key in ("threshold", "reject_threshold"))
     distance = _field(meta, "distance", (str,), where)
     if distance not in ("cosine", "euclidean"):
         raise GalleryIndexError(f"{where}: unknown distance {distance!r} (cosine or euclidean).")
@@ -206,13 +203,24 @@ def load_index(path: str | Path, fingerprint: str | None = None) -> GalleryIndex
         embeddings=embeddings,
         labels=labels,
         sources=sources,
-        threshold=float("nan") if threshold is None else float(threshold),
+        threshold=float("nan") if threshold is None else threshold,
+        reject_threshold=math.inf if reject_threshold is None else reject_threshold,
         normalize=distance == "cosine",
         fingerprint=saved,
         mean=float(_field(meta, "mean", (int, float), where)),
         std=std,
         ckpt_path=str(meta.get("ckpt_path") or ""),
     )
+
+
+def _threshold(meta: dict, key: str, where: str) -> float | None:
+    """A threshold field: a finite number >= 0, or null (none; absent in older index files)."""
+    value = meta.get(key)
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf
+    ):
+        raise GalleryIndexError(f"{where}: field {key!r} must be a finite number >= 0, or null.")
+    return None if value is None else float(value)
 
 
 def _refuse_constant(name: str) -> None:

@@ -19,7 +19,7 @@ FALLBACK_THRESHOLD. The answer says which it used.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from siamese_lit.checkpoints.reader import (
 )
 from siamese_lit.checkpoints.specs import build
 from siamese_lit.data.normalization import MNIST_MEAN, MNIST_STD, Normalization
+from siamese_lit.evaluation.openset import ACCEPTED, Rejection
 from siamese_lit.inference.index import build_index, checkpoint_fingerprint, embed_digits
 from siamese_lit.inference.knn import identify
 from siamese_lit.inference.records import GalleryIndex, GalleryIndexError, Match
@@ -81,13 +82,27 @@ def choose_threshold(given: float | None, calibrated: float) -> Threshold:
     return Threshold(FALLBACK_THRESHOLD, "the article's; the checkpoint has no calibrated threshold")
 
 
+def choose_rejection(given: float | None, rejection: Rejection) -> Threshold:
+    """The rejection threshold's policy: `given` when set; else the checkpoint's, calibrated on
+    validation digits; else none (inf: nothing is rejected)."""
+    if given is not None:
+        return Threshold(float(given), "reject_threshold=")
+    if rejection.calibrated:
+        source = f"accepts {ACCEPTED:.0%} of validation digits, from the checkpoint"
+        return Threshold(float(rejection.threshold), source)
+    return Threshold(math.inf, "none: the checkpoint has no calibrated rejection, nothing is unknown")
+
+
 @dataclass(frozen=True)
 class Comparison:
-    """Two digits' distance and the verdict at `threshold`."""
+    """Two digits' distance and the verdict at `threshold`; each digit's rejection score (`scores`,
+    NaN without a calibrated rejection) and whether it is past the rejection threshold (`unknown`)."""
 
     distance: float
     same: bool
     threshold: Threshold
+    scores: tuple[float, float] = (math.nan, math.nan)
+    unknown: tuple[bool, bool] = (False, False)
 
     @property
     def verdict(self) -> str:
@@ -95,14 +110,15 @@ class Comparison:
 
 
 class EmbeddingNet(nn.Module):
-    """The encoder and its distance, as LitSiamese holds them (`net`, `threshold`: the same state
-    dict names, so the same fingerprint): normalised images -> the model's embeddings, in float32, as
-    the distance measures them (unit vectors under the cosine distance)."""
+    """The encoder and its distance, as LitSiamese holds them (`net`, `threshold`, `rejection`: the
+    same state dict names, so the same fingerprint): normalised images -> the model's embeddings, in
+    float32, as the distance measures them (unit vectors under the cosine distance)."""
 
     def __init__(self, net: nn.Module, distance: Distance) -> None:
         super().__init__()
         self.net, self.distance = net, distance
         self.register_buffer("threshold", torch.tensor(float("nan")))
+        self.rejection = Rejection(int(getattr(net, "out_dim", 0) or 0))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.distance.prepare(self.net(x).float())
@@ -129,9 +145,11 @@ class SiameseModel:
         threshold: Threshold,
         fingerprint: str,
         path: str = "",
+        reject_threshold: float | None = None,
     ) -> None:
         self.module, self.normalization, self.threshold = module.eval(), normalization, threshold
         self.fingerprint, self.path = fingerprint, path
+        self.rejection = choose_rejection(reject_threshold, module.rejection)
 
     @classmethod
     def from_checkpoint(
@@ -140,13 +158,15 @@ class SiameseModel:
         device: torch.device | str = "cpu",
         *,
         threshold: float | None = None,
+        reject_threshold: float | None = None,
         mean: float | None = None,
         std: float | None = None,
         what: str = "ckpt_path",
     ) -> SiameseModel:
         """The model of a Siamese checkpoint on `device`; `mean`, `std` (default: the checkpoint's, else
-        MNIST's) and `threshold` (default: choose_threshold's) override what it saved. CheckpointError,
-        one line, for anything but a readable Siamese checkpoint of siamese_lit."""
+        MNIST's), `threshold` (default: choose_threshold's) and `reject_threshold` (default:
+        choose_rejection's) override what it saved. CheckpointError, one line, for anything but a
+        readable Siamese checkpoint of siamese_lit."""
         ckpt = read_checkpoint(path, what, roles=MODEL_ROLES)  # every check of siamese_lit.checkpoints
         where = f"{what}={path}"
         hparams = ckpt["hyper_parameters"]
@@ -158,9 +178,11 @@ class SiameseModel:
             )
         module = _build(hparams, where)
         state = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("objective.")}  # training's
+        fingerprint = checkpoint_fingerprint(state)  # of what the file holds
+        module.rejection.fit_state(state, "rejection.", where)
         check_weights(module, state, where)
         module.load_state_dict(state)
-        check_finite(module, where, ("threshold",))  # NaN: never validated
+        check_finite(module, where, ("threshold", "rejection.threshold"))  # NaN: never validated
         saved = saved_data_settings(ckpt)
         normalization = Normalization(
             float(saved.get("mean", MNIST_MEAN) if mean is None else mean),
@@ -170,14 +192,21 @@ class SiameseModel:
             raise ConfigError(f"data.mean must be a finite number, got {normalization.mean}.")
         if not 0 < normalization.std < math.inf:
             raise ConfigError(f"data.std must be > 0, got {normalization.std}.")
-        if threshold is not None and not threshold >= 0:
-            raise ConfigError(f"threshold must be >= 0, got {threshold}.")
+        for key, value in (("threshold", threshold), ("reject_threshold", reject_threshold)):
+            if value is not None and not value >= 0:
+                raise ConfigError(f"{key} must be >= 0, got {value}.")
+        if reject_threshold is not None and not len(module.rejection.references):
+            raise ConfigError(
+                f"reject_threshold is set but {where} holds no rejection references (saved before "
+                "rejection existed, or never validated): retrain it, or leave reject_threshold unset."
+            )
         return cls(
             module.to(device),
             normalization,
             choose_threshold(threshold, float(module.threshold)),
-            checkpoint_fingerprint(module.state_dict()),
+            fingerprint,
             str(path),
+            reject_threshold,
         )
 
     # ---- what it holds ---------------------------------------------------------------------------
@@ -207,14 +236,31 @@ class SiameseModel:
         n = self.normalization
         return embed_digits(self.module, digits, n.mean, n.std, batch_size)
 
+    def reject_scores(self, embeddings: Tensor) -> Tensor:
+        """(N,) the rejection score of each embedding from `embed` (its mean distance to the 5 nearest
+        reference digits of the checkpoint); NaN without a calibrated rejection."""
+        return self.module.rejection.scores(embeddings.to(self.device), self.distance).cpu()
+
+    def unknown(self, scores: Tensor) -> Tensor:
+        """(N,) bool: rejection scores past the rejection threshold (never for a NaN score)."""
+        return scores > self.rejection.value
+
     def compare(self, a: Tensor, b: Tensor) -> Comparison:
-        """The distance between two uint8 (28, 28) digits (or their (D,) embeddings from `embed`) and
-        the verdict at the threshold."""
+        """The distance between two uint8 (28, 28) digits (or their (D,) embeddings from `embed`), the
+        verdict at the threshold, and whether each is unknown (past the rejection threshold)."""
         pair = torch.stack([a, b])
         embeddings = self.embed(pair) if pair.dtype == torch.uint8 else pair
         distance = self.distance.pairwise(embeddings[:1], embeddings[1:])
         value = float(check_finite_outputs(distance, "distances", self.path or "this checkpoint"))
-        return Comparison(value, value <= self.threshold.value, self.threshold)
+        scores = self.reject_scores(embeddings)
+        unknown = self.unknown(scores)
+        return Comparison(
+            value,
+            value <= self.threshold.value,
+            self.threshold,
+            (float(scores[0]), float(scores[1])),
+            (bool(unknown[0]), bool(unknown[1])),
+        )
 
     def build_index(
         self, digits: Tensor, labels: list[str], sources: list[str], batch_size: int = 2048
@@ -231,6 +277,7 @@ class SiameseModel:
             std=n.std,
             ckpt_path=str(Path(self.path).resolve()) if self.path else "",
             batch_size=batch_size,
+            reject_threshold=self.rejection.value,
         )
 
     def check_index(self, index: GalleryIndex, where: str = "the index") -> None:
@@ -250,18 +297,29 @@ class SiameseModel:
         protocol: str = "knn",
         seed: int = 0,
     ) -> list[Match]:
-        """Each query's label against `index` (built by these weights), or `unknown` past the
-        threshold: by a vote of its k nearest items (`knn`), or by the article's mean distance to k
-        references of each label (`article`, seeded). `queries`: uint8 digits (N, 28, 28), or their
-        embeddings (N, D) from `embed`."""
+        """Each query's label against `index` (built by these weights): by a vote of its k nearest
+        items (`knn`), or by the article's mean distance to k references of each label (`article`,
+        seeded); `unknown` when its rejection score is past the rejection threshold. A checkpoint
+        without a calibrated rejection says `unknown` the article's way: past the pair threshold.
+        `queries`: uint8 digits (N, 28, 28), or their embeddings (N, D) from `embed`."""
         if protocol not in PROTOCOLS:
             raise ConfigError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}.")
         self.check_index(index)
         k = PROTOCOLS[protocol] if k is None else k
         embeddings = self.embed(queries) if queries.dtype == torch.uint8 else queries
+        cut = math.inf if math.isfinite(self.rejection.value) else self.threshold.value
         if protocol == "article":
-            return identify_by_references(index, embeddings, k, self.threshold.value, seed=seed)
-        return identify(index, embeddings, k, self.threshold.value)
+            matches = identify_by_references(index, embeddings, k, cut, seed=seed)
+        else:
+            matches = identify(index, embeddings, k, cut)
+        scores = self.reject_scores(embeddings)
+        unknown = self.unknown(scores).tolist()
+        return [
+            replace(m, label="unknown", distance=m.neighbours[0][1] if m.neighbours else m.distance, score=s)
+            if out
+            else replace(m, score=s)
+            for m, s, out in zip(matches, scores.tolist(), unknown, strict=True)
+        ]
 
 
 def _build(hparams: dict[str, Any], where: str) -> EmbeddingNet:

@@ -8,7 +8,10 @@ the Euclidean distance between two outputs is the model's distance. The batch si
 included (an empty batch gives an empty (0, D)), and a digit with a NaN or infinite pixel gets an
 all-NaN embedding, in PyTorch and in onnxruntime alike (whose LSTM would otherwise clamp NaN to a
 finite answer).
-mean, std, the calibrated threshold, the distance and the checkpoint's fingerprint are stored in
+A model with a calibrated rejection (siamese_lit.evaluation.openset.Rejection) has a second output,
+`reject_score` (batch,): each digit's mean distance to its 5 nearest reference training digits, the
+references held in the graph; past the metadata's `reject_threshold` the digit is `unknown`.
+mean, std, the calibrated thresholds, the distance and the checkpoint's fingerprint are stored in
 the model's metadata_props.
 
 Written with torch.onnx (the dynamo exporter), checked with onnx's checker and run with onnxruntime
@@ -31,10 +34,11 @@ import torch
 from torch import Tensor, nn
 
 from siamese_lit.data.normalization import Normalization
+from siamese_lit.evaluation.openset import REJECT_K
 from siamese_lit.utils.errors import SiameseLitError
 from siamese_lit.utils.files import write_atomic
 
-INPUT, OUTPUT = "pixels", "embedding"
+INPUT, OUTPUT, SCORE = "pixels", "embedding", "reject_score"
 #: the largest batch the exported graph is declared for (any size up to it runs)
 MAX_BATCH = 1 << 20
 
@@ -55,12 +59,34 @@ class PixelEncoder(nn.Module):
         super().__init__()
         self.net, self.distance = model.net, model.distance
         self.normalization = Normalization(float(mean), float(std))
+        rejection = getattr(model, "rejection", None)
+        references = rejection.references if rejection is not None and rejection.calibrated else None
+        self.register_buffer("references", None if references is None else references.detach().clone())
 
-    def forward(self, pixels: Tensor) -> Tensor:
+    @property
+    def outputs(self) -> list[str]:
+        return [OUTPUT] if self.references is None else [OUTPUT, SCORE]
+
+    def forward(self, pixels: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         padded = torch.cat([pixels, pixels.new_zeros(1, *pixels.shape[1:])])
         embeddings = self.distance.prepare(self.net(self.normalization(padded)).float())[:-1]
         finite = torch.isfinite(pixels).flatten(1).all(dim=1, keepdim=True)
-        return torch.where(finite, embeddings, torch.full_like(embeddings, float("nan")))
+        embeddings = torch.where(finite, embeddings, torch.full_like(embeddings, float("nan")))
+        if self.references is None:
+            return embeddings
+        return embeddings, self.reject_score(embeddings)
+
+    def reject_score(self, embeddings: Tensor) -> Tensor:
+        """The mean Euclidean distance to the REJECT_K nearest references (Rejection's score), in the
+        product form ONNX runs as one matrix product."""
+        refs = self.references
+        squared = (
+            (embeddings * embeddings).sum(1, keepdim=True)
+            + (refs * refs).sum(1)[None]
+            - 2 * embeddings @ refs.T
+        )
+        k = min(REJECT_K, refs.shape[0])
+        return squared.clamp_min(0).sqrt().topk(k, dim=1, largest=False).values.mean(1)
 
 
 def session(model: str | Path | bytes, threads: int | None = None) -> ort.InferenceSession:
@@ -74,11 +100,13 @@ def session(model: str | Path | bytes, threads: int | None = None) -> ort.Infere
 
 
 def max_difference(encoder: PixelEncoder, onnx_model: str | Path | bytes, pixels: Tensor) -> float:
-    """The largest absolute difference between onnxruntime's and PyTorch's embeddings of `pixels`."""
+    """The largest absolute difference between onnxruntime's and PyTorch's outputs (embeddings, and
+    rejection scores when the graph has them) of `pixels`."""
     with torch.no_grad():
-        expected = encoder(pixels).numpy()
-    got = session(onnx_model).run([OUTPUT], {INPUT: pixels.numpy().astype(np.float32)})[0]
-    return float(np.abs(got - expected).max())
+        expected = encoder(pixels)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    got = session(onnx_model).run(encoder.outputs, {INPUT: pixels.numpy().astype(np.float32)})
+    return max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected, strict=True))
 
 
 def to_onnx(encoder: PixelEncoder, opset: int | None = None) -> onnx.ModelProto:
@@ -94,7 +122,7 @@ def to_onnx(encoder: PixelEncoder, opset: int | None = None) -> onnx.ModelProto:
                 encoder.eval(),
                 (torch.rand(2, 28, 28),),
                 input_names=[INPUT],
-                output_names=[OUTPUT],
+                output_names=encoder.outputs,
                 dynamic_shapes=({0: batch},),
                 dynamo=True,
                 verbose=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -27,6 +28,7 @@ class GalleryIndex:
     mean: float = MNIST_MEAN  # the input normalisation the model was trained with
     std: float = MNIST_STD
     ckpt_path: str = ""  # the checkpoint that embedded the gallery, as given when building
+    reject_threshold: float = math.inf  # the model's rejection threshold when building (inf: none)
 
     def __post_init__(self) -> None:
         n = len(self.labels)
@@ -52,6 +54,7 @@ class GalleryIndex:
 
 @dataclass(frozen=True)
 class Match:
-    label: str  # the k-NN vote, or "unknown" when even the nearest item is past the threshold
+    label: str  # the vote, or "unknown" (past the rejection threshold, or without one the pair threshold)
     distance: float  # to the nearest item of that label (to the nearest item when "unknown")
     neighbours: list[tuple[str, float, str]] = field(default_factory=list)  # (label, distance, source)
+    score: float = math.nan  # the rejection score (SiameseModel.reject_scores); NaN: not scored

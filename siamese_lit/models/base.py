@@ -49,6 +49,10 @@ class LitBase(L.LightningModule):
         super().__init__()
         self.train_metrics = nn.ModuleDict({"loss": MeanMetric()})  # "train/<name>" epoch means
 
+    def fit_state(self, state_dict: dict[str, Any], where: str = "the checkpoint") -> None:
+        """Ready this model for `state_dict` before it is checked and loaded: buffers whose size the
+        run decides take the checkpoint's (LitSiamese's rejection references). None here."""
+
     def log_train(self, loss: Tensor, **epoch_means: Tensor) -> None:
         """Accumulate the loss (and other per-item values) into the epoch means; log the step loss
         as `train/loss_step` (also on the progress bar) when the loggers will write it."""

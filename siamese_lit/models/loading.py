@@ -70,6 +70,7 @@ def load_model(
         if find_user_error(exc) is not None:
             raise
         raise CheckpointError(f"{where}: cannot rebuild the {kind} model: {why(exc)}") from exc
+    model.fit_state(ckpt["state_dict"], where)
     check_weights(model, ckpt["state_dict"], where)
     model.load_state_dict(ckpt["state_dict"])
     check_finite(model, where, model.unset_when_nan)
@@ -88,6 +89,7 @@ def check_resume(path: str | Path, model: LitBase, trainer: Mapping[str, Any] | 
     kind = next(name for name, (cls, _) in KINDS.items() if isinstance(model, cls))
     where = f"ckpt_path={path}"
     _check_kind(ckpt["hyper_parameters"], kind, where, f"this run trains a {kind} model ({KINDS[kind][1]})")
+    model.fit_state(ckpt["state_dict"], where)
     check_weights(model, ckpt["state_dict"], where)
     if trainer is None:  # train=false: the checkpoint is only tested
         return

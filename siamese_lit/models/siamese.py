@@ -11,6 +11,7 @@ from torchmetrics import MeanMetric
 
 from siamese_lit.checkpoints.specs import plain
 from siamese_lit.evaluation.collector import EmbeddingCollector
+from siamese_lit.evaluation.openset import Rejection
 from siamese_lit.evaluation.scoring import Evaluation, score_split
 from siamese_lit.models.base import LitBase, Spec, module_from
 from siamese_lit.objectives import Distance, Objective
@@ -26,8 +27,11 @@ class LitSiamese(LitBase):
     labelled training images, and hands them to `score_split` (siamese_lit.evaluation.scoring): on
     the fixed pairs `auroc`, `eer`, `pair_acc` (at the threshold chosen on validation, kept in the
     `threshold` buffer and applied unchanged on test), `d_similar`, `d_dissimilar`; against the
-    gallery `knn_acc` and `prototype_acc`; on test also `oneshot_acc` and the retrieval figures. The
-    last result is `self.evaluation` (an `Evaluation`), which the TensorBoard callbacks draw.
+    gallery `knn_acc` and `prototype_acc`. Each validation also calibrates `rejection`
+    (siamese_lit.evaluation.openset.Rejection: the gallery's embeddings as references, and the
+    threshold that says "unknown" past the scores of 99% of the validation digits); on test also
+    `oneshot_acc` and the retrieval figures. The last result is `self.evaluation` (an `Evaluation`),
+    which the TensorBoard callbacks draw.
 
     Args:
         net: the shared encoder (its `out_dim` is the embedding size) or its Hydra config.
@@ -41,7 +45,7 @@ class LitSiamese(LitBase):
         test_retrieval: compute the retrieval figures on test (every test image queries the others).
     """
 
-    unset_when_nan = ("threshold",)  # NaN: no validation ran
+    unset_when_nan = ("threshold", "rejection.threshold")  # NaN: no validation ran
 
     def __init__(
         self,
@@ -91,8 +95,18 @@ class LitSiamese(LitBase):
         self.train_metrics.update({name: MeanMetric() for name in self.objective.logged})
         # the pair-accuracy threshold chosen on validation; saved with the checkpoint
         self.register_buffer("threshold", torch.tensor(float("nan")))
+        # what says "unknown" (references and threshold, chosen on validation); saved with the checkpoint
+        self.rejection = Rejection(int(out_dim or 0))
         self.collectors = nn.ModuleDict({name: EmbeddingCollector() for name in ("images", "gallery")})
         self.evaluation: Evaluation | None = None
+
+    def fit_state(self, state_dict: dict[str, Any], where: str = "the checkpoint") -> None:
+        """Before `state_dict` is loaded into this model: its rejection references' size (and the
+        uncalibrated rejection of a checkpoint saved before rejection existed)."""
+        self.rejection.fit_state(state_dict, "rejection.", where)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.fit_state(checkpoint["state_dict"])
 
     def forward(self, x: Tensor) -> Tensor:
         """Embeddings of a batch of normalised images, in float32 also under mixed precision (the
@@ -155,6 +169,8 @@ class LitSiamese(LitBase):
             return
         if stage == "val":
             self.threshold.fill_(evaluation.threshold)
+            if len(gallery):
+                self.rejection.calibrate(images, gallery, self.distance)
         self.evaluation = evaluation
         shown = ("auroc", "knn_acc")
         for prog_bar in (False, True):

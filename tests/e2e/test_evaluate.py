@@ -49,6 +49,7 @@ def evaluation(tiny_siamese_run: Path, tiny_classifier_run: Path, tmp_path_facto
         "device=cpu",
         "retrieval.queries=[0,5,9999]",  # 9999 is past the 1000 test images: left out
         "retrieval.neighbours=6",
+        f"paths.cache_dir={out.parent / 'cache'}",
         *DATA,
     ]
     return out, evaluate(compose_cfg(overrides, out, config_name="eval"))
@@ -67,6 +68,10 @@ def test_protocol_fractions_sum_to_one_and_move_with_the_threshold(evaluation) -
     # a higher threshold answers a superset of images, with the same answers
     low, high = runs[0], runs[-1]
     assert high["unknown"] <= low["unknown"] and high["correct"] >= low["correct"]
+    # the rejection threshold's answers: the closest digit, or unknown when the score is past it
+    rejection = report["protocol"]["rejection"]
+    assert rejection["threshold"] == pytest.approx(report["rejection"]["threshold"])
+    assert rejection["unknown"] == pytest.approx(1 - report["rejection"]["digits_accepted"], abs=1e-6)
     assert report["calibration"]["source"] == "val" and 0.5 < report["calibration"]["auroc"] <= 1
 
 
@@ -166,6 +171,38 @@ def test_robustness_section_every_corruption_and_the_means(evaluation) -> None:
     assert (grid.height, grid.width) == (2 + 30 * rows, 2 + 30 * 6)
 
 
+def test_rejection_section_the_checkpoints_threshold_on_test_digits_and_non_digits(
+    evaluation, tiny_siamese_run: Path, data_dir: Path
+) -> None:
+    """The share of test digits the checkpoint's rejection threshold accepts, recomputed from the
+    checkpoint; the non-digits of the fonts not trained on and the drawn shapes, all scored."""
+    from siamese_lit.data.nondigits import NonDigits, evaluation_fonts, font_files
+    from siamese_lit.inference import SiameseModel
+
+    out, report = evaluation
+    r = report["rejection"]
+    model = SiameseModel.from_checkpoint(ckpt(tiny_siamese_run))
+    assert r["calibrated"] and r["threshold"] == pytest.approx(model.rejection.value)
+    digits = load_mnist(data_dir, train=False)[0]
+    cfg = compose_cfg([f"ckpt_path={ckpt(tiny_siamese_run)}", *DATA], out.parent / "x", config_name="eval")
+    from hydra.utils import instantiate
+
+    dm = instantiate(cfg.data)
+    dm.setup("test")
+    scores = model.reject_scores(model.embed(dm.splits["test"][0]))
+    assert len(scores) == TEST_SIZE < len(digits)
+    assert r["digits_accepted"] == pytest.approx(float((scores <= r["threshold"]).float().mean()), abs=2e-3)
+    fonts = evaluation_fonts(font_files())
+    nondigits = NonDigits.load(out.parent / "cache", fonts)  # the one evaluate cached
+    n = r["nondigits"]
+    assert (n["fonts"], n["count"]) == (len(fonts), len(nondigits.kinds))
+    assert n["shapes"]["count"] == sum(k != "glyph" for k in nondigits.kinds)
+    nd_scores = model.reject_scores(model.embed(nondigits.images))
+    assert n["rejected"] == pytest.approx(float((nd_scores > r["threshold"]).float().mean()), abs=2e-3)
+    assert 0.5 < n["auroc"] <= 1  # even a 1-epoch model tells most non-digits from digits
+    assert '"Unknown": the rejection threshold' in (out / "report.md").read_text()
+
+
 def test_report_files_and_tensorboard_grid(evaluation) -> None:
     out, report = evaluation
     assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(report))
@@ -239,8 +276,17 @@ def test_compare_distance_and_verdict(digit_files, tiny_siamese_run: Path, tmp_p
     emb = model.embed((x.float() / 255 - 0.1307) / 0.3081)
     assert different["distance"] == pytest.approx(float(F.pairwise_distance(emb[:1], emb[1:])), rel=1e-4)
     assert resized["same"] and resized["distance"] < different["distance"]
-    assert "verdict: same digit" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "verdict: same digit" in out
     assert (tmp_path / "seven" / "inputs.png").is_file()
+    # each image against the rejection threshold: a digit, or unknown (like no training digit)
+    scores = model.rejection.scores(emb, model.distance)
+    rejection = float(model.rejection.threshold)
+    assert different["unknown"] == (scores > rejection).tolist()
+    assert (
+        f"image b: rejection score {float(scores[1]):.4f}: " in out
+        and f"rejection threshold: {rejection:.4f}" in out
+    )
 
 
 def test_compare_cli_takes_positional_paths(digit_files, tiny_siamese_run: Path, tmp_path: Path) -> None:

@@ -13,8 +13,9 @@ import torch
 from hydra.utils import instantiate
 
 from siamese_lit.data.mnist import load_mnist
+from siamese_lit.inference import SiameseModel
 from siamese_lit.inference.index import checkpoint_fingerprint
-from siamese_lit.inference.onnx_export import INPUT, OUTPUT, ExportError, export_onnx, session
+from siamese_lit.inference.onnx_export import INPUT, OUTPUT, SCORE, ExportError, export_onnx, session
 from siamese_lit.models.loading import load_model
 from tests.helpers.runs import compose_cfg, run_cli
 
@@ -100,3 +101,10 @@ def test_export_command_on_a_real_checkpoint(
     assert props["fingerprint"] == checkpoint_fingerprint(model.state_dict())
     assert float(props["threshold"]) == pytest.approx(float(model.threshold))
     assert (float(props["mean"]), float(props["std"]), props["distance"]) == (MEAN, STD, "euclidean")
+    # the rejection: the graph's reject_score is SiameseModel's, past the metadata's reject_threshold
+    assert float(props["reject_threshold"]) == pytest.approx(float(model.rejection.threshold))
+    siamese = SiameseModel.from_checkpoint(ckpt)
+    digits = (pixels[100:164] * 255).round().to(torch.uint8)
+    expected = siamese.reject_scores(siamese.embed(digits)).numpy()
+    scores = session(out).run([SCORE], {INPUT: pixels[100:164].numpy()})[0]
+    assert scores.shape == (64,) and np.abs(scores - expected).max() <= TOLERANCE

@@ -14,6 +14,7 @@ from PIL import Image
 
 from siamese_lit.data.images import load_digit
 from siamese_lit.data.mnist import load_mnist
+from siamese_lit.inference import SiameseModel
 from siamese_lit.inference.index import embed_digits, identify, load_index
 from siamese_lit.inference.references import identify_by_references
 from siamese_lit.models.loading import load_model
@@ -119,12 +120,21 @@ def test_an_mnist_digit_finds_itself_in_the_mnist_gallery(world: dict[str, Any])
         assert row["label"] == str(int(world["train_y"][i]))
 
 
-def test_unknown_past_the_threshold(world: dict[str, Any]) -> None:
-    result, rows = _search(
-        world, "unknown", [f"index_path={world['folder']}", str(world["queries"][0]), "threshold=0"]
+def test_unknown_past_the_rejection_threshold(world: dict[str, Any]) -> None:
+    """`unknown` is the rejection threshold's answer (reject_threshold= overrides the checkpoint's);
+    the pair threshold no longer makes one."""
+    query = str(world["queries"][0])
+    result, rows = _search(world, "unknown", [f"index_path={world['folder']}", query, "reject_threshold=0"])
+    assert result.returncode == 0 and rows[0]["label"] == "unknown" and rows[0]["score"] > 0
+    assert (
+        "unknown: rejection score (mean distance to 5 reference digits) past 0.0000 (reject_threshold=)"
+        in (result.stdout)
     )
-    assert result.returncode == 0 and rows[0]["label"] == "unknown" and rows[0]["distance"] > 0
-    assert "unknown" in result.stdout
+    result, rows = _search(world, "pair0", [f"index_path={world['folder']}", query, "threshold=0"])
+    model = SiameseModel.from_checkpoint(world["ckpt"])
+    score = float(model.reject_scores(model.embed(load_digit(query)[None]))[0])
+    assert rows[0]["score"] == pytest.approx(score, abs=1e-5)
+    assert (rows[0]["label"] == "unknown") == (score > model.rejection.value)
 
 
 def test_the_articles_protocol(world: dict[str, Any]) -> None:
@@ -143,7 +153,11 @@ def test_the_articles_protocol(world: dict[str, Any]) -> None:
         model, torch.stack([load_digit(p) for p in world["queries"][:10]]), index.mean, index.std
     )
     matches = identify_by_references(index, queries, k=5, seed=3)
-    assert [r["label"] for r in rows] == [m.label for m in matches]
+    siamese = SiameseModel.from_checkpoint(world["ckpt"])
+    rejected = siamese.unknown(siamese.reject_scores(queries)).tolist()
+    assert [r["label"] for r in rows] == [
+        "unknown" if r else m.label for m, r in zip(matches, rejected, strict=True)
+    ]
     for row in rows:  # k references of the answered label, their mean is the distance
         assert len(row["neighbours"]) == 5 and len({n["source"] for n in row["neighbours"]}) == 5
         mean = sum(n["distance"] for n in row["neighbours"]) / 5

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import pickle
 import struct
@@ -81,7 +82,11 @@ def test_round_trip_keeps_everything(index: GalleryIndex, tmp_path: Path) -> Non
     assert torch.equal(loaded.embeddings, index.embeddings)
     assert loaded.labels == index.labels and loaded.sources == index.sources
     assert (loaded.threshold, loaded.normalize, loaded.fingerprint) == (0.5, False, index.fingerprint)
+    assert loaded.reject_threshold == math.inf  # none: stored as null
     assert [p.name for p in path.parent.iterdir()] == ["gallery.index"]  # no temporary left
+    rejecting = dataclasses.replace(index, reject_threshold=0.25)
+    save_index(rejecting, tmp_path / "rejecting.index")
+    assert load_index(tmp_path / "rejecting.index").reject_threshold == 0.25
 
 
 def test_vote_matches_the_projects_knn_and_reports_exact_neighbours(

@@ -23,7 +23,7 @@ from siamese_lit.inference import (
     identify,
 )
 from siamese_lit.inference.model import CLASSIFIER_ARGUMENTS, FALLBACK_THRESHOLD, SIAMESE_ARGUMENTS
-from siamese_lit.utils.errors import CheckpointError
+from siamese_lit.utils.errors import CheckpointError, ConfigError
 
 LIGHTNING_FREE = ["siamese_lit.compare", "siamese_lit.index", "siamese_lit.search", "siamese_lit.export"]
 LIGHTNING_FREE += ["siamese_lit.demo.engine"]
@@ -112,39 +112,71 @@ def test_embed_compare_identify_agree_with_the_lightning_model(
     assert all(len(m.neighbours) == 4 for m in article)
 
 
-def _edited(checkpoint: Path, tmp_path: Path, **state: torch.Tensor) -> Path:
+def _edited(checkpoint: Path, tmp_path: Path, drop: tuple[str, ...] = (), **state: torch.Tensor) -> Path:
     saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
     path = tmp_path / "edited.ckpt"
-    torch.save({**saved, "state_dict": {**saved["state_dict"], **state}}, path)
+    kept = {k: v for k, v in saved["state_dict"].items() if k not in drop}
+    torch.save({**saved, "state_dict": {**kept, **state}}, path)
     return path
+
+
+#: What a checkpoint saved before rejection existed lacks.
+REJECTION = ("rejection.references", "rejection.threshold")
 
 
 def test_without_a_calibrated_threshold_search_and_compare_use_the_fallback(
     checkpoint: Path, digits, data_dir: Path, tmp_path: Path
 ) -> None:
-    model = SiameseModel.from_checkpoint(_edited(checkpoint, tmp_path, threshold=torch.tensor(math.nan)))
+    """A checkpoint saved before rejection existed, never validated: `unknown` is the article's."""
+    old = _edited(checkpoint, tmp_path, REJECTION, threshold=torch.tensor(math.nan))
+    model = SiameseModel.from_checkpoint(old)
     assert model.threshold.value == FALLBACK_THRESHOLD and math.isnan(model.calibrated_threshold)
+    assert model.rejection.value == math.inf and "nothing is unknown" in model.rejection.source
+    saved = torch.load(old, map_location="cpu", weights_only=True)["state_dict"]
+    assert model.fingerprint == checkpoint_fingerprint(
+        {k: v for k, v in saved.items() if "objective" not in k}
+    )
     x, y = digits
     index = model.build_index(x[:100], [str(int(v)) for v in y[:100]], ["s"] * 100)
     far = model.embed(x[100:110]) * 1000  # beyond any threshold of 1.0 from every gallery item
     assert all(m.label == "unknown" for m in model.identify(far, index))
     assert model.identify(x[:5], index)[0].label != "unknown"  # in the gallery: distance 0
     assert not model.compare(far[0], far[1] * 0).same
+    assert math.isnan(model.identify(x[:1], index)[0].score)  # nothing to score against
+    with pytest.raises(ConfigError, match="reject_threshold is set but .* holds no rejection references"):
+        SiameseModel.from_checkpoint(old, reject_threshold=0.5)
 
 
-def test_an_index_of_other_weights_and_extra_tensors_are_refused(
-    checkpoint: Path, digits, tmp_path: Path
+def test_the_rejection_calibrated_in_training_says_unknown_everywhere(
+    checkpoint: Path, digits, data_dir: Path
 ) -> None:
+    """The checkpoint's references and threshold (chosen on its validation digits) decide `unknown`
+    for identify (both protocols) and compare; the pair threshold no longer does."""
+    from siamese_lit.evaluation.openset import ACCEPTED, MAX_REFERENCES, REJECT_K
+    from siamese_lit.models.loading import load_model
+
+    lit, _ = load_model(checkpoint, "Siamese")
     model = SiameseModel.from_checkpoint(checkpoint)
+    references, threshold = lit.rejection.references, float(lit.rejection.threshold)
+    assert len(references) > REJECT_K and math.isfinite(threshold)
+    assert model.rejection.value == pytest.approx(threshold) and f"{ACCEPTED:.0%}" in model.rejection.source
     x, y = digits
-    index = model.build_index(x[:50], [str(int(v)) for v in y[:50]], ["s"] * 50)
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-    other = SiameseModel.from_checkpoint(
-        _edited(checkpoint, tmp_path, **{"net.head.bias": saved["net.head.bias"] + 1})
-    )
-    with pytest.raises(Exception, match="was built with another checkpoint"):
-        other.identify(x[:2], index)
-    extra = tmp_path / "extra"
-    extra.mkdir()
-    with pytest.raises(CheckpointError, match=r"do not fit the model.*unexpected net\.extra"):
-        SiameseModel.from_checkpoint(_edited(checkpoint, extra, **{"net.extra": torch.zeros(3)}))
+    emb = model.embed(x)
+    brute = torch.cdist(emb, references).topk(REJECT_K, largest=False).values.mean(1)
+    scores = model.reject_scores(emb)
+    assert torch.allclose(scores, brute, atol=1e-4)
+    assert float((scores <= threshold).float().mean()) > 0.9  # test digits: mostly accepted
+    index = model.build_index(x[:100], [str(int(v)) for v in y[:100]], ["s"] * 100)
+    assert index.reject_threshold == pytest.approx(threshold)
+    queries = torch.cat([emb[:20], emb[:5] * 50])  # then five far from every training digit
+    for protocol in ("knn", "article"):
+        matches = model.identify(queries, index, k=2, protocol=protocol, seed=0)
+        unknown = [m.label == "unknown" for m in matches]
+        assert unknown == (scores[:20] > threshold).tolist() + [True] * 5
+        assert [m.score for m in matches[:20]] == pytest.approx(scores[:20].tolist(), abs=1e-4)
+    assert model.compare(emb[0], emb[0] * 50).unknown == (bool(scores[0] > threshold), True)
+    everything = SiameseModel.from_checkpoint(checkpoint, reject_threshold=0.0)
+    assert all(m.label == "unknown" for m in everything.identify(emb[:10], index))
+    too_many = {"rejection.references": torch.zeros(MAX_REFERENCES + 1, 1)}  # sized before loading
+    with pytest.raises(CheckpointError, match="reference embeddings, more than"):
+        lit.rejection.fit_state(too_many, "rejection.", "ckpt_path=edited.ckpt")

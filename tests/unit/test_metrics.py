@@ -102,6 +102,31 @@ def test_open_set_figures_match_their_definitions() -> None:
     assert figures["closed_acc"] == pytest.approx(closed, abs=0.02)  # the vote's ties go to the nearer
 
 
+def test_the_rejection_threshold_accepts_its_share_of_known_digits_and_scores_by_brute_force() -> None:
+    """Rejection (siamese_lit.evaluation.openset): the score is the mean of the k smallest distances
+    (against torch.cdist), the calibrated threshold accepts ACCEPTED of the known embeddings, and an
+    older checkpoint's state gets the uncalibrated buffers."""
+    from siamese_lit.evaluation.openset import ACCEPTED, REJECT_K, Rejection
+    from siamese_lit.objectives.distance import Distance
+
+    g = torch.Generator().manual_seed(0)
+    references, known = torch.randn(500, 8, generator=g), torch.randn(1000, 8, generator=g)
+    rejection = Rejection(8)
+    assert not rejection.calibrated and rejection.scores(known, Distance()).isnan().all()
+    threshold = rejection.calibrate(known, references, Distance())
+    assert rejection.calibrated and torch.equal(rejection.references, references)
+    brute = torch.cdist(known, references).sort(1).values[:, :REJECT_K].mean(1)
+    scores = rejection.scores(known, Distance())
+    assert torch.allclose(scores, brute, atol=1e-5)
+    assert float((scores <= threshold).float().mean()) == pytest.approx(ACCEPTED, abs=1 / len(known))
+    state: dict = {}
+    Rejection(8).fit_state(state, "rejection.", "old.ckpt")
+    assert state["rejection.references"].shape == (0, 8) and state["rejection.threshold"].isnan()
+    sized = Rejection(8)
+    sized.fit_state({"rejection.references": references}, "rejection.", "new.ckpt")
+    assert sized.references.shape == (500, 8)
+
+
 def test_a_gallery_without_some_test_digits_makes_the_scoring_open_set() -> None:
     from siamese_lit.evaluation.scoring import score_embeddings
 

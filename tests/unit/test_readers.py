@@ -121,6 +121,8 @@ def fields(tmp_path: Path) -> dict:
     [
         ({"threshold": -1}, r"'threshold' must be a finite number >= 0"),
         ({"threshold": "@raw:1e400@"}, r"'threshold' must be a finite number >= 0"),
+        ({"reject_threshold": -0.5}, r"'reject_threshold' must be a finite number >= 0"),
+        ({"reject_threshold": True}, r"'reject_threshold' must be a finite number >= 0"),
         ({"labels": ["unknown", "2", "3"]}, r"label 'unknown' is not a name"),
         ({"labels": ["1\n2", "2", "3"]}, r"label '1\\n2' is not a name"),
         ({"labels": ["", "2", "3"]}, r"label '' is not a name"),
@@ -130,6 +132,8 @@ def fields(tmp_path: Path) -> dict:
     ids=[
         "threshold-negative",
         "threshold-inf",
+        "reject-threshold-negative",
+        "reject-threshold-bool",
         "label-unknown",
         "label-newline",
         "label-empty",
