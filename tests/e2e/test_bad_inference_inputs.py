@@ -43,6 +43,7 @@ TABLE: dict[str, dict[str, tuple[str, str]]] = {
         "path-is-a-folder": ("ckpt_path=<siamese> index_path=<inputs>", r"is a folder"),
         "path-under-a-file": ("ckpt_path=<siamese> index_path=<user_file>/x", r"is a file, not a folder"),
         "gallery-size-0": (f"{INDEX} gallery_size=0", r"gallery_size must be >= 1"),
+        "reject-threshold": (f"{INDEX} reject_threshold=-1", r"reject_threshold must be >= 0"),
         # finite weights of 1e38: finite embeddings whose distances overflow; no index is made
         "huge-weights": (
             "ckpt_path=<huge> index_path=<out>/huge.index device=cpu gallery_size=200",
@@ -95,6 +96,7 @@ TABLE: dict[str, dict[str, tuple[str, str]]] = {
         "k-abc": (f"{SEARCH} k=abc", r"k must be int or null"),
         "protocol": (f"{SEARCH} protocol=cosine", r"protocol must be one of \['knn', 'article'\]"),
         "threshold": (f"{SEARCH} threshold=-1", r"threshold must be >= 0"),
+        "reject-threshold": (f"{SEARCH} reject_threshold=-1", r"reject_threshold must be >= 0"),
         "article-k": (f"{SEARCH} protocol=article k=500", r"k=500 references per label: must be in 1\.\.\d+"),
         "output-exists": (f"{SEARCH} output=<user_file>", EXISTS),
         "both-forms": (f"{SEARCH} queries=[<digit>]", r"either as positional arguments or as queries="),

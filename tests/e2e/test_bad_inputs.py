@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from siamese_lit.data.mnist import MNIST_FILES, load_mnist, raw_folder
+from siamese_lit.evaluation.openset import MAX_REFERENCES
 from tests.helpers.table import COMPARE, EVALUATE, TRAIN, Case, Table, assert_refused, case, run_table
 from tests.helpers.worlds import Payload, read_only_dir, sweep_dir, with_hparams, with_weights
 
@@ -100,6 +101,24 @@ CASES = [
         f"ckpt_path=<inf_threshold> {COMPARE}",
         "threshold holds NaN or infinite",
     ),
+    case(
+        "nan-references-compare",
+        "compare",
+        f"ckpt_path=<nan_references> {COMPARE}",
+        r"rejection\.references holds NaN or infinite",
+    ),
+    case(
+        "many-references-compare",
+        "compare",
+        f"ckpt_path=<many_references> {COMPARE}",
+        r"rejection\.references holds 100001 reference embeddings, more than 100000",
+    ),
+    case(
+        "many-references-evaluate",
+        "evaluate",
+        f"ckpt_path=<many_references> {EVALUATE}",
+        r"rejection\.references holds 100001 reference embeddings, more than 100000",
+    ),
     case("max-epochs-0", "train", [*TRAIN, "trainer.max_epochs=0"], r"trainer\.max_epochs must be >= 1"),
     case("train-size-negative", "train", [*TRAIN, "data.train_size=-5"], r"data\.train_size must be >= 1"),
     case("train-size-0", "train", [*TRAIN, "data.train_size=0"], r"data\.train_size must be >= 1"),
@@ -151,6 +170,12 @@ CASES = [
         "compare",
         f"ckpt_path=<siamese> threshold=-1 {COMPARE}",
         r"threshold must be >= 0",
+    ),
+    case(
+        "compare-reject-threshold-negative",
+        "compare",
+        f"ckpt_path=<siamese> reject_threshold=-1 {COMPARE}",
+        r"reject_threshold must be >= 0",
     ),
     case(
         "evaluate-neighbours-abc",
@@ -324,6 +349,12 @@ def _build_world(inputs: Path, siamese: Path, classifier: Path, data_dir: Path) 
         s, inputs / "inf.ckpt", **{"net.rnn.weight_hh_l0": weights["net.rnn.weight_hh_l0"] / 0}
     )
     w["inf_threshold"] = with_weights(s, inputs / "inf_threshold.ckpt", threshold=torch.tensor(torch.inf))
+    refs = weights["rejection.references"]
+    w["nan_references"] = with_weights(
+        s, inputs / "nan_references.ckpt", **{"rejection.references": refs * torch.nan}
+    )
+    many = torch.zeros(MAX_REFERENCES + 1, refs.shape[1])  # sized from the file before any load
+    w["many_references"] = with_weights(s, inputs / "many_references.ckpt", **{"rejection.references": many})
     torch.save([1, 2, 3], w.setdefault("a_list", inputs / "a_list.ckpt"))
     (w.setdefault("empty", inputs / "empty.ckpt")).write_bytes(b"")
     (w.setdefault("truncated", inputs / "truncated.ckpt")).write_bytes(siamese.read_bytes()[:5000])
