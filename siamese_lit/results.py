@@ -55,6 +55,9 @@ EVAL_FIGURES = [
     ("corruptions: mean k-NN", "robustness/means/all/knn_acc"),
     ("held-out mean k-NN", "robustness/means/held_out/knn_acc"),
     ("worst k-NN", "robustness/worst/knn_acc/value"),
+    ("test digits accepted", "rejection/digits_accepted"),
+    ("non-digits AUROC", "rejection/nondigits/auroc"),
+    ("non-digits rejected", "rejection/nondigits/rejected"),
 ]
 
 

@@ -48,6 +48,7 @@ def test_the_eval_table_groups_reports_by_the_checkpoints_experiment(seeds: Path
     row = next(line for line in results([out]).splitlines() if line.startswith("| `siamese` |"))
     assert f"{report['gallery']['knn']['accuracy']:.4g} ± n/a (n=1)" in row
     assert f"{report['robustness']['means']['all']['knn_acc']:.4g} ± n/a (n=1)" in row
+    assert f"{report['rejection']['nondigits']['auroc']:.4g} ± n/a (n=1)" in row
 
 
 def test_cli_writes_the_file_and_refuses_what_it_cannot_read(seeds: Path, tmp_path: Path) -> None:

@@ -9,9 +9,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from siamese_lit.data.nondigits import font_files, training_fonts
 from siamese_lit.models.loading import load_model
 from siamese_lit.train import train
-from tests.helpers.runs import EXPERIMENTS, SMALL_NET, TINY, TINY_SIAMESE, run_cli
+from tests.helpers.runs import EXPERIMENTS, SMALL_NET, TINY, TINY_SIAMESE, require, run_cli
 
 EXPECTED_EXPERIMENTS = {
     "classifier",
@@ -40,6 +41,10 @@ def test_experiment_runs_and_writes_the_metric_it_optimizes(
     limits = [f"++trainer.limit_{stage}_batches=2" for stage in ("train", "val", "test")]
     cfg = make_cfg([f"+experiment={experiment}", *TINY_SIAMESE[:5], *limits, "callbacks.model_summary=null"])
     assert cfg.task_name == experiment
+    if cfg.data.get("glyph_classes") and not training_fonts(font_files()):
+        require(
+            "fonts", f"{experiment} trains on glyph classes of the DejaVu fonts (make fonts installs them)"
+        )
     assert cfg.optimized_metric == f"{cfg.callbacks.model_checkpoint.monitor}_best"
     metrics = train(cfg)
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())

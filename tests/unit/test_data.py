@@ -319,12 +319,21 @@ def test_glyph_classes_join_the_training_batches_only(data_dir: Path, tmp_path: 
         require("fonts", "no DejaVu font files under /usr/share/fonts (make fonts installs them)")
     augment = {"_target_": "siamese_lit.data.augment.robust"}
     common = {"download": False, "gallery_size": 500, "train_size": 2000, "augment": augment}
-    dm = PairDataModule(str(data_dir), batches="views", glyph_classes=True, cache_dir=str(tmp_path), **common)
+    dm = PairDataModule(
+        str(data_dir),
+        batches="views",
+        glyph_classes=True,
+        stroke_classes=5,
+        cache_dir=str(tmp_path),
+        **common,
+    )
     dm.setup("fit")
     x, y = dm.splits["train"]
     glyphs = y >= 10
     assert int((~glyphs).sum()) == 2000 and int(glyphs.sum()) > len(TRAINING_CHARACTERS)
-    assert int(y.max()) < 10 + len(TRAINING_CHARACTERS) and x.dtype == torch.uint8 and len(x) == len(y)
+    strokes = y >= 10 + len(TRAINING_CHARACTERS)  # then the stroke glyphs, 4 drawings of each
+    assert torch.bincount(y[strokes] - 10 - len(TRAINING_CHARACTERS)).tolist() == [4] * 5
+    assert x.dtype == torch.uint8 and len(x) == len(y)
     for split in ("val", "val_gallery", "test", "test_gallery"):
         assert int(dm.splits[split][1].max()) <= 9, split
     assert [p.name for p in tmp_path.iterdir()][0].startswith("glyph_classes_")  # cached as tensors
