@@ -44,7 +44,7 @@ def open_set(neighbour_distances: Tensor, knn_predictions: Tensor, labels: Tenso
 #: The rejection score: the mean distance of a query to its REJECT_K nearest reference embeddings.
 REJECT_K = 5
 #: The share of known validation digits the calibrated rejection threshold accepts.
-ACCEPTED = 0.99
+ACCEPTED = 0.995
 #: The most reference embeddings a checkpoint may hold (the validation gallery: data.gallery_size).
 MAX_REFERENCES = 100_000
 

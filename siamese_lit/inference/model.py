@@ -88,7 +88,7 @@ def choose_rejection(given: float | None, rejection: Rejection) -> Threshold:
     if given is not None:
         return Threshold(float(given), "reject_threshold=")
     if rejection.calibrated:
-        source = f"accepts {ACCEPTED:.0%} of validation digits, from the checkpoint"
+        source = f"accepts {ACCEPTED:.1%} of validation digits, from the checkpoint"
         return Threshold(float(rejection.threshold), source)
     return Threshold(math.inf, "none: the checkpoint has no calibrated rejection, nothing is unknown")
 

@@ -29,7 +29,7 @@ class LitSiamese(LitBase):
     `threshold` buffer and applied unchanged on test), `d_similar`, `d_dissimilar`; against the
     gallery `knn_acc` and `prototype_acc`. Each validation also calibrates `rejection`
     (siamese_lit.evaluation.openset.Rejection: the gallery's embeddings as references, and the
-    threshold that says "unknown" past the scores of 99% of the validation digits); on test also
+    threshold that says "unknown" past the scores of 99.5% of the validation digits); on test also
     `oneshot_acc` and the retrieval figures. The last result is `self.evaluation` (an `Evaluation`),
     which the TensorBoard callbacks draw.
 

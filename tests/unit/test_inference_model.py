@@ -159,7 +159,7 @@ def test_the_rejection_calibrated_in_training_says_unknown_everywhere(
     model = SiameseModel.from_checkpoint(checkpoint)
     references, threshold = lit.rejection.references, float(lit.rejection.threshold)
     assert len(references) > REJECT_K and math.isfinite(threshold)
-    assert model.rejection.value == pytest.approx(threshold) and f"{ACCEPTED:.0%}" in model.rejection.source
+    assert model.rejection.value == pytest.approx(threshold) and f"{ACCEPTED:.1%}" in model.rejection.source
     x, y = digits
     emb = model.embed(x)
     brute = torch.cdist(emb, references).topk(REJECT_K, largest=False).values.mean(1)
