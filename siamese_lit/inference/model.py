@@ -314,10 +314,8 @@ class SiameseModel:
             matches = identify(index, embeddings, k, cut)
         scores = self.reject_scores(embeddings)
         unknown = self.unknown(scores).tolist()
-        return [
-            replace(m, label="unknown", distance=m.neighbours[0][1] if m.neighbours else m.distance, score=s)
-            if out
-            else replace(m, score=s)
+        return [  # a rejected query keeps the distance of the answer it would have had
+            replace(m, label="unknown" if out else m.label, score=s)
             for m, s, out in zip(matches, scores.tolist(), unknown, strict=True)
         ]
 

@@ -55,6 +55,6 @@ class GalleryIndex:
 @dataclass(frozen=True)
 class Match:
     label: str  # the vote, or "unknown" (past the rejection threshold, or without one the pair threshold)
-    distance: float  # to the nearest item of that label (to the nearest item when "unknown")
+    distance: float  # of the answer (knn: the nearest item of the voted label; article: the mean)
     neighbours: list[tuple[str, float, str]] = field(default_factory=list)  # (label, distance, source)
     score: float = math.nan  # the rejection score (SiameseModel.reject_scores); NaN: not scored
