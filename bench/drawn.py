@@ -1,13 +1,15 @@
 """Drawn-digit accuracy: digits drawn with the mouse on the demo page, in a real Chromium.
 
-    python -m bench.drawn CKPT [--per-digit 12] [--strength 1.0] [--seed 0] [--json OUT]
+    python -m bench.drawn CKPT [--per-digit 12] [--per-nondigit 4] [--strength 1.0] [--seed 0] [--json OUT]
         [-- demo overrides, e.g. index_path=... gallery_size=...]
 
 Serves `python -m siamese_lit.demo ckpt_path=CKPT` (its gallery: MNIST's 60k training images by
 default) and draws each digit 0-9 `--per-digit` times (bench.strokes: a template under a
 random jitter) on the two canvases, two drawings per Compare. Reports the k-NN accuracy of the
 predicted digit (`unknown` counts as wrong), the share of `unknown`, the confusions, and the
-verdict's accuracy on the pairs (about half of them the same digit). Mouse strokes are
+verdict's accuracy on the pairs (about half of them the same digit); then draws each non-digit of
+bench.strokes.NON_DIGIT_TEMPLATES (letters, shapes) `--per-nondigit` times and reports the share
+answered `unknown` (the rejection threshold's work), by kind. Mouse strokes are
 another domain than MNIST's pen scans: this measures the page end to end, it gates nothing.
 """
 
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import browser
-from bench.strokes import drawing
+from bench.strokes import NON_DIGIT_TEMPLATES, drawing
 from siamese_lit.runs.provenance import provenance
 
 
@@ -40,7 +42,9 @@ def pairs(per_digit: int, rng: np.random.Generator) -> list[tuple[int, int]]:
     return out
 
 
-def run(ckpt: str, per_digit: int, strength: float, seed: int, overrides: list[str]) -> dict:
+def run(
+    ckpt: str, per_digit: int, per_nondigit: int, strength: float, seed: int, overrides: list[str]
+) -> dict:
     made_at = provenance()
     chromium = browser.find_chromium()
     if chromium is None:
@@ -48,6 +52,7 @@ def run(ckpt: str, per_digit: int, strength: float, seed: int, overrides: list[s
     rng = np.random.default_rng(seed)
     rounds = pairs(per_digit, rng)
     truth, predicted, verdicts = [], [], []
+    nondigits: list[tuple[str, str | None]] = []
     with tempfile.TemporaryDirectory() as tmp:
         args = [f"ckpt_path={ckpt}", *overrides, f"hydra.run.dir={tmp}/run"]
         start = time.perf_counter()
@@ -64,6 +69,18 @@ def run(ckpt: str, per_digit: int, strength: float, seed: int, overrides: list[s
                     predicted += [browser.predicted(shown["a"]), browser.predicted(shown["b"])]
                     verdicts.append((a == b, browser.verdict_word(shown["verdict"]) == "same"))
                     print(f"{i + 1}/{len(rounds)}: {a} {b} -> {predicted[-2:]}", file=sys.stderr, flush=True)
+                shapes = [s for s in NON_DIGIT_TEMPLATES for _ in range(per_nondigit)]
+                for a, b in zip(shapes[::2], shapes[1::2], strict=True):
+                    browser.clear(page)
+                    browser.draw(page, "a", drawing(a, rng, strength))
+                    browser.draw(page, "b", drawing(b, rng, strength))
+                    shown = browser.compare(page)
+                    nondigits += [(a, browser.predicted(shown["a"])), (b, browser.predicted(shown["b"]))]
+                    print(
+                        f"non-digits: {a} {b} -> {[p for _, p in nondigits[-2:]]}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     correct = [t == p for t, p in zip(truth, predicted, strict=True)]
     confusions = Counter(f"{t}->{p}" for t, p in zip(truth, predicted, strict=True) if t != p)
     same_pairs = [ok for same, ok in verdicts if same]
@@ -86,6 +103,14 @@ def run(ckpt: str, per_digit: int, strength: float, seed: int, overrides: list[s
         "verdict_accuracy": float(np.mean(same_pairs + diff_pairs)),
         "verdict_accuracy_same_pairs": float(np.mean(same_pairs)),
         "verdict_accuracy_different_pairs": float(np.mean(diff_pairs)),
+        "nondigit_drawings": len(nondigits),
+        "nondigit_unknown_share": float(np.mean([p == "unknown" for _, p in nondigits]))
+        if nondigits
+        else None,
+        "nondigit_unknown_by_kind": {
+            kind: float(np.mean([p == "unknown" for k, p in nondigits if k == kind]))
+            for kind in dict.fromkeys(k for k, _ in nondigits)
+        },
         "seconds": time.perf_counter() - start,
     }
 
@@ -94,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("ckpt", help="a Siamese checkpoint (+experiment=siamese_robust)")
     parser.add_argument("--per-digit", type=int, default=12, help="drawings of each digit (>= 10)")
+    parser.add_argument("--per-nondigit", type=int, default=4, help="drawings of each non-digit")
     parser.add_argument("--strength", type=float, default=1.0, help="jitter strength (0: the templates)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the result here")
@@ -101,7 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_intermixed_args(argv)
     if args.per_digit < 4:
         parser.error("--per-digit must be >= 4 (a quarter of them drawn in same-digit pairs)")
-    result = run(args.ckpt, args.per_digit, args.strength, args.seed, args.overrides)
+    if args.per_nondigit < 0:
+        parser.error("--per-nondigit must be >= 0")
+    result = run(args.ckpt, args.per_digit, args.per_nondigit, args.strength, args.seed, args.overrides)
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -41,6 +41,25 @@ TEMPLATES: dict[int, list[Stroke]] = {
 }
 # fmt: on
 
+#: Non-digits as a person draws them with a mouse: letters and shapes that look like no digit (the
+#: drawn-digit benchmark's `unknown` test).
+# fmt: off
+NON_DIGIT_TEMPLATES: dict[str, list[Stroke]] = {
+    "A": [[(0.22, 0.93), (0.50, 0.07), (0.78, 0.93)], [(0.33, 0.60), (0.67, 0.60)]],
+    "H": [[(0.25, 0.08), (0.25, 0.92)], [(0.75, 0.08), (0.75, 0.92)], [(0.25, 0.50), (0.75, 0.50)]],
+    "K": [[(0.28, 0.08), (0.28, 0.92)], [(0.75, 0.08), (0.28, 0.55)], [(0.42, 0.45), (0.76, 0.92)]],
+    "M": [[(0.15, 0.92), (0.20, 0.08), (0.50, 0.60), (0.80, 0.08), (0.85, 0.92)]],
+    "W": [[(0.10, 0.08), (0.28, 0.92), (0.50, 0.35), (0.72, 0.92), (0.90, 0.08)]],
+    "#": [[(0.38, 0.08), (0.32, 0.92)], [(0.68, 0.08), (0.62, 0.92)], [(0.15, 0.35), (0.85, 0.35)],
+          [(0.15, 0.65), (0.85, 0.65)]],
+    "x": [[(0.18, 0.15), (0.82, 0.85)], [(0.82, 0.15), (0.18, 0.85)]],
+    "triangle": [[(0.50, 0.10), (0.88, 0.88), (0.12, 0.88), (0.50, 0.10)]],
+    "square": [[(0.15, 0.15), (0.85, 0.15), (0.85, 0.85), (0.15, 0.85), (0.15, 0.15)]],
+    "star": [[(0.50, 0.05), (0.62, 0.40), (0.95, 0.40), (0.68, 0.60), (0.80, 0.95), (0.50, 0.73),
+              (0.20, 0.95), (0.32, 0.60), (0.05, 0.40), (0.38, 0.40), (0.50, 0.05)]],
+}
+# fmt: on
+
 #: A second 1, as many people write it: a plain upright bar, slanted (the test's "another drawn 1").
 PLAIN_ONE: list[Stroke] = [[(0.56, 0.06), (0.46, 0.94)]]
 
@@ -75,6 +94,6 @@ def jitter(strokes: list[Stroke], rng: np.random.Generator, strength: float = 1.
     return out
 
 
-def drawing(digit: int, rng: np.random.Generator, strength: float = 1.0) -> list[Stroke]:
-    """A jittered drawing of `digit`."""
-    return jitter(TEMPLATES[digit], rng, strength)
+def drawing(digit: int | str, rng: np.random.Generator, strength: float = 1.0) -> list[Stroke]:
+    """A jittered drawing of `digit` (0-9), or of a non-digit (a key of NON_DIGIT_TEMPLATES)."""
+    return jitter(TEMPLATES[digit] if isinstance(digit, int) else NON_DIGIT_TEMPLATES[digit], rng, strength)

@@ -3,6 +3,7 @@ before any page is served), and what the page computes for blank, drawn and uplo
 
 from __future__ import annotations
 
+import math
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from bench.strokes import TEMPLATES
+from bench.strokes import NON_DIGIT_TEMPLATES, TEMPLATES
 from siamese_lit.data.mnist import load_mnist
 from siamese_lit.demo.engine import Recognizer, drawing_to_gray, gallery_images, read_input
 from siamese_lit.inference import SiameseModel
@@ -154,6 +155,23 @@ def recognizer(
     items = mnist_gallery(data_dir, 1000)
     index = model.build_index(items.digits, items.labels, items.sources)
     return Recognizer(model, index, gallery_images(data_dir, index.sources))
+
+
+def test_a_drawing_is_unknown_exactly_when_past_the_rejection_threshold(recognizer: Recognizer) -> None:
+    """Letters and shapes drawn as a mouse does (bench.strokes.NON_DIGIT_TEMPLATES) and a digit: each
+    side's rejection score is the model's, and `unknown` is the rejection threshold's answer."""
+    rejection = recognizer.model.rejection.value
+    assert math.isfinite(rejection)  # the checkpoint's, calibrated in training
+    for name, strokes in NON_DIGIT_TEMPLATES.items():
+        answer = recognizer.answer(
+            ({"composite": _rgba(strokes)}, None), ({"composite": _rgba(TEMPLATES[3])}, None)
+        )
+        for side in answer.sides:
+            expected = float(recognizer.model.reject_scores(recognizer.model.embed(side.digit[None]))[0])
+            assert side.score == pytest.approx(expected, abs=1e-5), name
+            assert (side.label == "unknown") == (side.score > rejection), name
+        verdict = answer.verdict()  # the pair verdict is still the pair threshold's
+        assert ("same digit" in verdict) == (answer.distance <= answer.threshold)
 
 
 def test_one_blank_side_gets_its_message_and_the_other_its_answer(recognizer: Recognizer) -> None:
