@@ -56,7 +56,8 @@ class PairDataModule(MNISTDataModule):
             the test digits.
         glyph_classes: (two-view batches) add letters and symbols as training classes beyond the
             digits, one per character (siamese_lit.data.nondigits.GlyphClasses, built once and
-            cached under `cache_dir`): training only, never in validation, a gallery or a test.
+            cached under `cache_dir`): training only, never in validation, a gallery or a test; with
+            `train_size`, cut in the same proportion as the digits.
         stroke_classes: with `glyph_classes`, this many procedural stroke glyphs (2-3 Bezier strokes)
             as more classes.
         cache_dir: where the glyph classes are cached.
@@ -127,10 +128,15 @@ class PairDataModule(MNISTDataModule):
             self.splits["train"] = self._with_glyphs(*self.splits["train"])
 
     def _with_glyphs(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """The training images and labels, then the glyph classes labelled after the digits."""
+        """The training images and labels, then the glyph classes labelled after the digits; a run cut
+        to `train_size` images takes a seeded share of the glyphs in the same proportion."""
         glyphs = GlyphClasses.load(self.cache_dir, self.stroke_classes)
-        labels = glyphs.labels.to(y.device) + 10
-        return torch.cat([x, glyphs.images.to(x.device)]), torch.cat([y, labels])
+        images, labels = glyphs.images, glyphs.labels + 10
+        if self.hparams.train_size is not None:
+            keep = max(1, round(len(labels) * len(y) / len(self.splits["train_all"][1])))
+            pick = torch.randperm(len(labels), generator=seeded(self.split_seed + 4))[:keep].sort().values
+            images, labels = images[pick], labels[pick]
+        return torch.cat([x, images.to(x.device)]), torch.cat([y, labels.to(y.device)])
 
     def _gallery(self, split: str) -> tuple[Tensor, Tensor]:
         """Labelled training images of the split's digits (on test with `open_set`, of the training

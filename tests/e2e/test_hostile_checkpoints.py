@@ -331,7 +331,8 @@ def _world(inputs: Path, siamese: Path, data_dir: Path) -> dict[str, Path]:
     w["std_inf"], w["secret_data"] = inputs / "std_inf.ckpt", inputs / "sd.ckpt"
     w["big_hidden"] = with_hparams(s, inputs / "big_hidden.ckpt", net={**net, "hidden_size": 12000})
     w["many_layers"] = with_hparams(s, inputs / "many_layers.ckpt", net={**net, "num_layers": 10**6})
-    w["wider"] = with_hparams(s, inputs / "wider.ckpt", net={**net, "hidden_size": net["hidden_size"] + 1})
+    # wide enough that its weights outnumber every value stored, the rejection references included
+    w["wider"] = with_hparams(s, inputs / "wider.ckpt", net={**net, "hidden_size": 8 * net["hidden_size"]})
     w["bomb"] = _bomb(siamese, inputs / "bomb.ckpt")
     arcface = {
         "_target_": "pytorch_metric_learning.losses.ArcFaceLoss",

@@ -262,13 +262,14 @@ def test_exported_graph_answers_an_empty_batch_and_agrees_with_pytorch_on_non_fi
     siamese = SiameseModel.from_checkpoint(world["siamese"], "cpu")
     model, mean, std = siamese.module, siamese.normalization.mean, siamese.normalization.std
     with torch.no_grad():
-        expected = PixelEncoder(model, mean, std)(pixels).numpy()
+        expected, scores = (t.numpy() for t in PixelEncoder(model, mean, std)(pixels))  # + reject_score
         plain = model((pixels - mean) / std).numpy()  # the encoder's own forward: NaN for the NaN digit
     batch = np.array(got["batch"], dtype=np.float32)
     assert got["empty"] == [0, expected.shape[1]]
     assert np.isnan(plain[1]).all()
     assert np.array_equal(np.isnan(batch).all(1), [False, True, True, False])
     assert np.array_equal(np.isnan(expected).all(1), [False, True, True, False])
+    assert np.array_equal(np.isnan(scores), [False, True, True, False])  # no score for no embedding
     finite = [0, 3]
     assert np.abs(batch[finite] - expected[finite]).max() <= 1e-4
     assert np.abs(expected[finite] - plain[finite]).max() <= 1e-5

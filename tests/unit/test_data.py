@@ -310,32 +310,32 @@ def test_an_open_set_tests_all_digits_against_a_gallery_of_the_known_ones(data_d
 
 
 def test_glyph_classes_join_the_training_batches_only(data_dir: Path, tmp_path: Path) -> None:
-    """data.glyph_classes: the DejaVu glyphs become classes 10.. of the two-view training batches; the
-    validation images, the galleries and the test set stay digits; other batch kinds refuse it."""
-    from siamese_lit.data.nondigits import TRAINING_CHARACTERS, font_files, training_fonts
+    """data.glyph_classes: the DejaVu glyphs and stroke glyphs become classes 10.. of the two-view
+    training batches (a run cut by train_size takes them in the same proportion); the validation
+    images, the galleries and the test set stay digits; other batch kinds refuse it."""
+    from siamese_lit.data.nondigits import TRAINING_CHARACTERS, GlyphClasses, font_files, training_fonts
     from tests.helpers.runs import require
 
     if not training_fonts(font_files()):
         require("fonts", "no DejaVu font files under /usr/share/fonts (make fonts installs them)")
     augment = {"_target_": "siamese_lit.data.augment.robust"}
-    common = {"download": False, "gallery_size": 500, "train_size": 2000, "augment": augment}
-    dm = PairDataModule(
-        str(data_dir),
-        batches="views",
-        glyph_classes=True,
-        stroke_classes=5,
-        cache_dir=str(tmp_path),
-        **common,
-    )
+    common = {"download": False, "gallery_size": 500, "augment": augment, "cache_dir": str(tmp_path)}
+    dm = PairDataModule(str(data_dir), batches="views", glyph_classes=True, stroke_classes=5, **common)
     dm.setup("fit")
     x, y = dm.splits["train"]
     glyphs = y >= 10
-    assert int((~glyphs).sum()) == 2000 and int(glyphs.sum()) > len(TRAINING_CHARACTERS)
+    assert int((~glyphs).sum()) == 55_000 and int(glyphs.sum()) > len(TRAINING_CHARACTERS)
     strokes = y >= 10 + len(TRAINING_CHARACTERS)  # then the stroke glyphs, 4 drawings of each
     assert torch.bincount(y[strokes] - 10 - len(TRAINING_CHARACTERS)).tolist() == [4] * 5
     assert x.dtype == torch.uint8 and len(x) == len(y)
     for split in ("val", "val_gallery", "test", "test_gallery"):
         assert int(dm.splits[split][1].max()) <= 9, split
     assert [p.name for p in tmp_path.iterdir()][0].startswith("glyph_classes_")  # cached as tensors
+    cut = PairDataModule(
+        str(data_dir), batches="views", glyph_classes=True, stroke_classes=5, train_size=2000, **common
+    )
+    cut.setup("fit")
+    total = len(GlyphClasses.load(tmp_path, 5).labels)
+    assert int((cut.splits["train"][1] >= 10).sum()) == round(total * 2000 / 55_000)
     with pytest.raises(ConfigError, match="glyph_classes adds classes to two-view batches"):
-        PairDataModule(str(data_dir), batches="pairs", glyph_classes=True, cache_dir=str(tmp_path), **common)
+        PairDataModule(str(data_dir), batches="pairs", glyph_classes=True, **common)
