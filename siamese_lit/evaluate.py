@@ -29,7 +29,7 @@ from siamese_lit.evaluation import correction as C
 from siamese_lit.evaluation import protocol as P
 from siamese_lit.evaluation.classification import classification
 from siamese_lit.evaluation.corruptions import corruption_grid
-from siamese_lit.evaluation.openset import ACCEPTED
+from siamese_lit.evaluation.openset import ACCEPTED, unknown_auroc
 from siamese_lit.evaluation.report import retrieval_grid, write_report
 from siamese_lit.evaluation.retrieval import neighbours
 from siamese_lit.evaluation.robustness import corruption_names, robustness
@@ -120,8 +120,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             for name, thr in thresholds.items()
         },
     }
+    reject_scores = siamese.rejection.scores(emb, distance).cpu()  # NaN when never calibrated
     if siamese.rejection.calibrated:  # the closest digit, or unknown past the rejection threshold
-        rejected = siamese.rejection.scores(emb, distance) > siamese.rejection.threshold
+        rejected = (reject_scores > siamese.rejection.threshold.cpu()).to(mean_distance.device)
         answers = P.answer(mean_distance, classes, math.inf).masked_fill(rejected, -1)
         threshold = float(siamese.rejection.threshold)
         protocol["rejection"] = {"threshold": threshold, **P.answer_fractions(answers, y_test)}
@@ -169,7 +170,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         report["robustness"] = _robustness(cfg, dm, siamese, classifier, corruptions, gallery, clean)
         images["robustness/corruptions"] = corruption_grid(dm.splits["test"][0][0].cpu(), cfg.robustness.seed)
         t = timer.step("robustness", t)
-    report["rejection"] = _rejection(cfg, dm, siamese, emb, y_test, gallery[1], device)
+    report["rejection"] = _rejection(cfg, dm, siamese, reject_scores, y_test, gallery[1], device)
     t = timer.step("rejection", t)
     timer["total"] = sum(timer.values())
     report["timing_s"] = dict(timer)
@@ -288,19 +289,19 @@ def _rejection(
     cfg: DictConfig,
     dm: PairDataModule,
     siamese: Any,
-    emb: torch.Tensor,
+    scores: torch.Tensor,
     y_test: torch.Tensor,
     gallery_labels: torch.Tensor,
     device: torch.device,
 ) -> dict[str, Any]:
     """The rejection threshold of the checkpoint on the known test digits (the share accepted), on
     test digits of classes the model never trained on (open set: the share rejected), and on the
-    generated non-digits (AUROC against the known test digits, the share rejected, by kind)."""
+    generated non-digits (AUROC against the known test digits, the share rejected, by kind), from the
+    test digits' rejection `scores`."""
     rejection = siamese.rejection
     if not rejection.calibrated:
         return {"calibrated": False}
     threshold = float(rejection.threshold)
-    scores = rejection.scores(emb, siamese.distance).cpu()
     known = torch.isin(y_test, gallery_labels).cpu()
     out: dict[str, Any] = {
         "calibrated": True,
@@ -313,7 +314,7 @@ def _rejection(
         out["unknown_digits"] = {
             "count": int((~known).sum()),
             "rejected": float((scores[~known] > threshold).float().mean()),
-            "auroc": _auroc(scores[known], scores[~known]),
+            "auroc": unknown_auroc(scores[known], scores[~known]),
         }
     if cfg.rejection.nondigits:
         fonts = evaluation_fonts(font_files())  # none of them trained on (data.glyph_classes)
@@ -329,7 +330,7 @@ def _rejection(
         out["nondigits"] = {
             "fonts": len(fonts),
             "count": len(nd_scores),
-            "auroc": _auroc(scores[known], nd_scores),
+            "auroc": unknown_auroc(scores[known], nd_scores),
             "rejected": float((nd_scores > threshold).float().mean()),
             **{
                 name: {"count": int(m.sum()), "rejected": float((nd_scores[m] > threshold).float().mean())}
@@ -338,15 +339,6 @@ def _rejection(
             },
         }
     return out
-
-
-def _auroc(known: torch.Tensor, unknown: torch.Tensor) -> float:
-    """The AUROC of the rejection score telling `unknown` scores from `known` ones."""
-    from torchmetrics.functional.classification import binary_auroc
-
-    score = torch.cat([known, unknown]).double()
-    target = torch.cat([torch.zeros(len(known)), torch.ones(len(unknown))]).long()
-    return float(binary_auroc(score / score.max().clamp_min(1e-12), target))
 
 
 def evaluate_command(cfg: DictConfig) -> None:

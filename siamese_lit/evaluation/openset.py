@@ -27,18 +27,27 @@ def open_set(neighbour_distances: Tensor, knn_predictions: Tensor, labels: Tenso
     """The open-set figures of queries with true `labels`, given the distances (N, k) of their k
     nearest gallery embeddings and the label those neighbours voted for (N,); `known` (N,) marks the
     queries of a known digit (the others are the unknowns, and there must be some of each)."""
-    from torchmetrics.functional.classification import binary_auroc  # not on the inference road
-
     score = neighbour_distances.mean(1)  # of "unknown"
     unknown = ~known
-    scaled = score / score.max().clamp_min(1e-12)  # in [0, 1], so torchmetrics takes it as is
     accept_below = torch.quantile(score[known].double(), TPR)
     closed = knn_predictions[known] == labels[known]
     return {
-        "openset_auroc": float(binary_auroc(scaled, unknown.long())),
+        "openset_auroc": unknown_auroc(score[known], score[unknown]),
         "openset_fpr95": float((score[unknown].double() <= accept_below).float().mean()),
         "closed_acc": float(closed.float().mean()),
     }
+
+
+def unknown_auroc(known: Tensor, unknown: Tensor) -> float:
+    """The AUROC of a score of "unknown" (>= 0, higher: more likely unknown) telling the `unknown`
+    scores from the `known` ones."""
+    from torchmetrics.functional.classification import binary_auroc  # not on the inference road
+
+    score = torch.cat([known, unknown]).double()
+    target = torch.cat([torch.zeros(len(known)), torch.ones(len(unknown))]).long().to(score.device)
+    return float(
+        binary_auroc(score / score.max().clamp_min(1e-12), target)
+    )  # in [0, 1], as torchmetrics takes it
 
 
 #: The rejection score: the mean distance of a query to its REJECT_K nearest reference embeddings.
