@@ -213,9 +213,12 @@ SYMMETRIES = {
 }
 
 
-def new_classes(images: Tensor, labels: Tensor, symmetries: Sequence[str]) -> tuple[Tensor, Tensor]:
+def new_classes(
+    images: Tensor, labels: Tensor, symmetries: Sequence[str], stride: int = 10
+) -> tuple[Tensor, Tensor]:
     """Each image left as it is or put under one of `symmetries` (SYMMETRIES' names), drawn uniformly
-    per image; the label of the k-th symmetry becomes label + 10 k: a new class per (digit, symmetry).
+    per image; the label of the k-th symmetry becomes label + stride k: a new class per (class,
+    symmetry). `stride` must exceed every label (10 for digits; more with glyph classes beside them).
 
     Class augmentation, as few-shot learning does with rotated Omniglot characters: a model trained on
     five digits learns what separates five shapes; with their mirrored and turned versions it learns to
@@ -224,7 +227,7 @@ def new_classes(images: Tensor, labels: Tensor, symmetries: Sequence[str]) -> tu
     """
     variants = torch.stack([images, *(SYMMETRIES[name](images) for name in symmetries)])
     k = torch.randint(len(variants), (len(images),), device=images.device)
-    return variants[k, torch.arange(len(images), device=images.device)], labels + 10 * k
+    return variants[k, torch.arange(len(images), device=images.device)], labels + stride * k
 
 
 def affine(

@@ -119,7 +119,7 @@ class ViewBatches(BatchKind):
     def on_device(self, dm: PairDataModule, batch: Any) -> Any:
         images, labels = batch
         if self.symmetries:
-            images, labels = new_classes(images, labels, self.symmetries)
+            images, labels = new_classes(images, labels, self.symmetries, dm.label_stride)
         return dm.prepare_training(images), dm.prepare_training(images), labels
 
     def loss_rows(self, sampler: PairSampler, pairs: Rows, g: Any) -> Rows | None:

@@ -50,7 +50,8 @@ class PairDataModule(MNISTDataModule):
         gallery_size: labelled training images the k-NN and prototype metrics compare with.
         new_classes: (two-view batches) symmetries of the square (siamese_lit.data.augment.SYMMETRIES)
             that make new training classes of the digits: each image is left as it is or
-            mirrored/turned, both views alike, and labelled (digit, symmetry).
+            mirrored/turned, both views alike, and labelled (class, symmetry): the glyph classes
+            too, when there are.
         open_set: the test gallery holds the training digits (`classes`) only, so that the test
             digits beyond them are unknowns (siamese_lit.evaluation.openset); otherwise it holds
             the test digits.
@@ -101,9 +102,8 @@ class PairDataModule(MNISTDataModule):
         self.similar_fraction, self.pairs_per_epoch = similar_fraction, pairs_per_epoch
         self.num_eval_pairs, self.gallery_size, self.open_set = eval_pairs, gallery_size, open_set
         check(
-            not glyph_classes or (self.kind is not None and self.kind.needs_augmentation and not new_classes),
-            "data.glyph_classes adds classes to two-view batches: a views objective, without "
-            "data.new_classes.",
+            not glyph_classes or (self.kind is not None and self.kind.needs_augmentation),
+            "data.glyph_classes adds classes to two-view batches: a views objective.",
         )
         check(not glyph_classes or bool(cache_dir), "data.glyph_classes needs data.cache_dir.")
         check(stroke_classes >= 0, f"data.stroke_classes must be >= 0, got {stroke_classes}.")
@@ -126,6 +126,8 @@ class PairDataModule(MNISTDataModule):
             self.splits[f"{split}_gallery"] = self._gallery(split)
         if self.glyph_classes:  # after the samplers and galleries: training batches only
             self.splits["train"] = self._with_glyphs(*self.splits["train"])
+        #: the label offset of each symmetry's new classes (data.new_classes): past every training label
+        self.label_stride = max(10, int(self.splits["train"][1].max()) + 1)
 
     def _with_glyphs(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """The training images and labels, then the glyph classes labelled after the digits; a run cut

@@ -63,8 +63,9 @@ def slurm() -> Iterator[dict[str, str]]:
 
 
 def sacct(env: dict[str, str], job: str, fields: str = "JobID,State,ExitCode,NTasks") -> list[dict[str, str]]:
-    """sacct's records of `job` (every run of it: -D), one dict per line, once the job's last run
-    is recorded as ended (slurmdbd is told a little after the job's files are written)."""
+    """sacct's records of `job` (every run of it: -D, and their steps), one dict per line, once every
+    record has ended (slurmdbd is told a little after the job's files are written, and a requeued
+    job's second run can be listed before its own steps: waiting on the last line alone is a race)."""
     cmd = ["sacct", "-D", "-n", "-P", "-j", job, "-o", f"{fields},End"]
     deadline = time.monotonic() + 120
     while True:
@@ -72,7 +73,8 @@ def sacct(env: dict[str, str], job: str, fields: str = "JobID,State,ExitCode,NTa
         rows = [
             dict(zip([*fields.split(","), "End"], line.split("|"), strict=True)) for line in out.splitlines()
         ]
-        if (rows and rows[-1]["End"] not in ("", "Unknown")) or time.monotonic() > deadline:
+        ended = rows and all(row["End"] not in ("", "Unknown") for row in rows)
+        if ended or time.monotonic() > deadline:
             return [{k: v for k, v in row.items() if k != "End" or "End" in fields} for row in rows]
         time.sleep(1)
 

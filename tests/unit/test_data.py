@@ -339,3 +339,15 @@ def test_glyph_classes_join_the_training_batches_only(data_dir: Path, tmp_path: 
     assert int((cut.splits["train"][1] >= 10).sum()) == round(total * 2000 / 55_000)
     with pytest.raises(ConfigError, match="glyph_classes adds classes to two-view batches"):
         PairDataModule(str(data_dir), batches="pairs", glyph_classes=True, **common)
+    # with data.new_classes, each symmetry of a glyph is a class of its own too, apart from every other
+    dm, x, (y, first, _, labels) = _views_batch(
+        data_dir, 2048, new_classes=["rot90"], glyph_classes=True, stroke_classes=5, cache_dir=str(tmp_path)
+    )
+    stride = int(dm.splits["train"][1].max()) + 1
+    assert dm.label_stride == stride > 10 + len(TRAINING_CHARACTERS)
+    turned = labels >= stride
+    assert torch.equal(labels % stride, y) and set((labels // stride).tolist()) == {0, 1}
+    assert bool((turned & (y >= 10)).any()) and bool((~turned & (y >= 10)).any())  # glyphs turned or not
+    d_turned = (first - dm.normalize(x.rot90(1, (-2, -1)))).flatten(1).norm(dim=1)
+    d_plain = (first - dm.normalize(x)).flatten(1).norm(dim=1)
+    assert ((d_turned < d_plain) == turned)[y >= 10].float().mean() > 0.8  # the label says what was drawn
