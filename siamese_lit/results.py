@@ -3,7 +3,9 @@
 Each SOURCE is a multirun dir (seeds of an experiment: `train -m +experiment=NAME seed=0,1,2`), an
 evaluate run dir (holding report.json) or a bench JSON file (outputs/bench/). The tables give each
 figure as mean ± sample std over the runs of the same experiment, with the commit(s) and date(s)
-the runs were made at and the command that made them; nothing in them is typed by hand.
+the runs were made at and the command that made them; nothing in them is typed by hand. The seeds
+of an experiment may come from several multirun dirs: jobs with the same overrides, the seed (or
+open-set split) aside, are one row.
 
 The sources are read only through bounded readers (siamese_lit.reports.sources): a file that cannot
 be read is named on one line of stderr with the reason, and the tables are made from the rest; the
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import statistics
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,14 @@ from omegaconf import DictConfig
 from siamese_lit.cli.command import run_command
 from siamese_lit.cli.outputs import check_output, writing
 from siamese_lit.reports.sources import KINDS, SweepSource, read_sources, shown
-from siamese_lit.reports.sweep_dir import mean_std, seed_groups
+from siamese_lit.reports.sweep_dir import (
+    REPLICATES,
+    Job,
+    mean_std,
+    replicate_key,
+    replicate_stats,
+    seed_groups,
+)
 from siamese_lit.utils.errors import DataError, check
 from siamese_lit.utils.files import write_atomic
 from siamese_lit.utils.tables import flatten, markdown_table
@@ -112,20 +121,36 @@ def _figures(source: SweepSource) -> list[str] | None:
     return TRAIN_FIGURES["siamese" if "Siamese" in target else "classifier"]
 
 
-def train_table(sweeps: list[SweepSource]) -> list[str]:
-    """One row per experiment swept over seeds: its figures, mean ± std, and where they were measured."""
-    rows = []
+def _repeated(jobs: list[Job]) -> list[str]:
+    """The seeds (or splits) that more than one of `jobs` ran, as overrides (`seed=2`)."""
+    counts = Counter(tuple((k, job.overrides[k]) for k in REPLICATES if k in job.overrides) for job in jobs)
+    return [" ".join(f"{k}={v}" for k, v in key) or "the config's seed" for key, n in counts.items() if n > 1]
+
+
+def train_table(sweeps: list[SweepSource], warn: Callable[[str], None]) -> list[str]:
+    """One row per experiment (its name, epochs and overrides but the seed or split), over every job
+    of the sources that ran it: seeds swept in one multirun or in several (`seed=0,1` then
+    `seed=2`) make one row. Its figures, mean ± std, and where they were measured; a seed or split
+    that ran more than once is counted each time, and `warn` says so."""
+    pooled: dict[tuple[Any, ...], list[tuple[SweepSource, Job]]] = {}
     for source in sweeps:
         experiment = source.setting("task_name", str) or shown(Path(source.path.name))
         epochs = source.setting("trainer.max_epochs", int)
         for group in seed_groups(source.sweep):
-            where = _where([source.provenances[j.name] for j in group.jobs if j.status == "ok"])
-            wanted = _figures(source) or sorted(m for m in group.stats if m.startswith("test/"))
-            figures = [
-                f"{m.removeprefix('test/')} {mean_std(*group.stats[m])}" for m in wanted if m in group.stats
-            ]
-            overrides = " ".join(f"{k}={v}" for k, v in group.overrides.items())
-            rows.append([f"`{experiment}`", epochs, "; ".join(figures), f"`{overrides}`", where])
+            key = (experiment, epochs, replicate_key(group.overrides))
+            pooled.setdefault(key, []).extend((source, job) for job in group.jobs)
+    rows = []
+    for (experiment, epochs, overrides), members in pooled.items():
+        done = [(source, job) for source, job in members if job.status == "ok"]
+        shown_overrides = " ".join(f"{k}={v}" for k, v in overrides)
+        for replicate in _repeated([job for _, job in done]):
+            row = " ".join(filter(None, [f"`{experiment}`", shown_overrides]))
+            warn(f"{row}: {replicate} ran more than once, each run counted")
+        stats = replicate_stats([job for _, job in members])
+        wanted = _figures(members[0][0]) or sorted(m for m in stats if m.startswith("test/"))
+        figures = [f"{m.removeprefix('test/')} {mean_std(*stats[m])}" for m in wanted if m in stats]
+        where = _where([source.provenances[job.name] for source, job in done])
+        rows.append([f"`{experiment}`", epochs, "; ".join(figures), f"`{shown_overrides}`", where])
     header = [
         "experiment",
         "epochs",
@@ -161,12 +186,13 @@ def bench_table(results: list[dict[str, Any]]) -> list[str]:
 
 
 def _warn(line: str) -> None:
-    print(f"warning: skipped {line}", file=sys.stderr, flush=True)
+    print(f"warning: {line}", file=sys.stderr, flush=True)
 
 
 def results(sources: Sequence[Path], warn: Callable[[str], None] = _warn) -> str:
     """RESULTS.md: the tables of what `sources` hold. Each source or file that cannot be used is
-    passed to `warn` (`<path>: <reason>`) and left out; DataError when nothing usable remains."""
+    passed to `warn` (`skipped <path>: <reason>`) and left out; so is each seed that ran more than
+    once (counted each time). DataError when nothing usable remains."""
     read = read_sources(list(sources), bench_keys=[key for _, _, key in JSON_KINDS])
     sweeps, benches = read.sweeps, read.benches
     reports, skipped = [], list(read.skipped)
@@ -176,7 +202,7 @@ def results(sources: Sequence[Path], warn: Callable[[str], None] = _warn) -> str
         else:
             skipped.append(f"{Path(report['source']) / 'report.json'}: holds none of the evaluate figures")
     for line in skipped:
-        warn(line)
+        warn(f"skipped {line}")
     if not (sweeps or reports or benches):
         raise DataError(f"nothing usable in {len(sources)} source(s) (see the lines above): give {KINDS}.")
     md = [
@@ -192,7 +218,7 @@ def results(sources: Sequence[Path], warn: Callable[[str], None] = _warn) -> str
             "",
             "`python -m siamese_lit.train -m +experiment=NAME seed=0,1,2 logger=csv`, whole 10k test set.",
             "",
-            *train_table(sweeps),
+            *train_table(sweeps, warn),
             "",
         ]
     if reports:

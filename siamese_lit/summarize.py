@@ -29,6 +29,7 @@ from siamese_lit.reports.sweep_dir import (
     mean_std,
     ranked,
     read_sweep,
+    replicated,
     seed_groups,
     varying_keys,
 )
@@ -109,9 +110,9 @@ def seeds_table(sweep: Sweep, everything: bool) -> tuple[list[str], list[list[An
 
 def seeds_markdown(sweep: Sweep) -> list[str]:
     """summary.md's section on seeds: mean ± sample std (n seeds) of each metric per group."""
-    groups = seed_groups(sweep)
-    if not groups:
+    if not replicated(sweep):
         return []
+    groups = seed_groups(sweep)
     varying = [k for k in varying_keys(sweep) if k not in REPLICATES]
     names = {n for g in groups for n in g.stats if n == sweep.metric or n.startswith("test/")}
     metrics = _metric_order(sweep, names)
@@ -143,7 +144,7 @@ def summarize(sweep_dir: Path) -> tuple[Sweep, str]:
     sweep = read_sweep(sweep_dir)
     text = markdown(sweep, sweep_dir)
     files = {"summary.csv": _csv(*table(sweep, everything=True)), "summary.md": text}
-    if seed_groups(sweep):
+    if replicated(sweep):
         files["summary_seeds.csv"] = _csv(*seeds_table(sweep, everything=True))
     for name, content in files.items():
         try:

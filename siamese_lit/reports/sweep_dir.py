@@ -149,27 +149,36 @@ class SeedGroup:
     stats: dict[str, tuple[float, float | None, int]]
 
 
+def replicated(sweep: Sweep) -> bool:
+    """Whether a replicate (the seed, the open-set split) varies between the sweep's jobs."""
+    return bool(set(REPLICATES) & set(varying_keys(sweep)))
+
+
+def replicate_key(overrides: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """A job's overrides but the REPLICATES, in a fixed order: the jobs that share it replicate one
+    experiment."""
+    return tuple(sorted((k, v) for k, v in overrides.items() if k not in REPLICATES))
+
+
+def replicate_stats(jobs: list[Job]) -> dict[str, tuple[float, float | None, int]]:
+    """Each metric's (mean, sample std, n) over the jobs that finished (std None for n = 1)."""
+    stats = {}
+    for name in sorted({n for j in jobs if j.status == "ok" for n in j.metrics}):
+        values = [v for j in jobs if j.status == "ok" and (v := j.metrics.get(name)) is not None]
+        if values:
+            std = statistics.stdev(values) if len(values) > 1 else None
+            stats[name] = (statistics.fmean(values), std, len(values))
+    return stats
+
+
 def seed_groups(sweep: Sweep) -> list[SeedGroup]:
-    """The sweep's jobs grouped by everything but the REPLICATES, in the order of their first job;
-    none when no replicate varies."""
-    if not set(REPLICATES) & set(varying_keys(sweep)):
-        return []
+    """The sweep's jobs grouped by everything but the REPLICATES, in the order of their first job; a
+    sweep in which no replicate varies (one seed) gives groups of one job each."""
     groups: dict[tuple[tuple[str, str], ...], list[Job]] = {}
     for job in sweep.jobs:
         if job.status != "unreadable":
-            groups.setdefault(
-                tuple(sorted((k, v) for k, v in job.overrides.items() if k not in REPLICATES)), []
-            ).append(job)
-    out = []
-    for key, jobs in groups.items():
-        stats = {}
-        for name in sorted({n for j in jobs if j.status == "ok" for n in j.metrics}):
-            values = [v for j in jobs if j.status == "ok" and (v := j.metrics.get(name)) is not None]
-            if values:
-                std = statistics.stdev(values) if len(values) > 1 else None
-                stats[name] = (statistics.fmean(values), std, len(values))
-        out.append(SeedGroup(dict(key), jobs, stats))
-    return out
+            groups.setdefault(replicate_key(job.overrides), []).append(job)
+    return [SeedGroup(dict(key), jobs, replicate_stats(jobs)) for key, jobs in groups.items()]
 
 
 def mean_std(mean: float | None, std: float | None, n: int) -> str:

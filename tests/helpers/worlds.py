@@ -45,10 +45,12 @@ def read_only_dir(base: Path) -> Path:
     return path
 
 
-def sweep_dir(root: Path, jobs: dict[str, dict[str, Any]]) -> Path:
-    """A multirun dir with `jobs` (name -> overrides, metrics; raw texts override the files)."""
+def sweep_dir(root: Path, jobs: dict[str, dict[str, Any]], **settings: Any) -> Path:
+    """A multirun dir with `jobs` (name -> overrides, metrics; raw texts override the files), whose
+    jobs' config also holds `settings` (e.g. task_name)."""
     root.mkdir(parents=True)
     config = {"optimized_metric": "val/auroc_best", "callbacks": {"model_checkpoint": {"mode": "max"}}}
+    config |= settings
     for name, job in jobs.items():
         hydra = root / name / ".hydra"
         hydra.mkdir(parents=True)
