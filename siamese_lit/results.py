@@ -32,7 +32,6 @@ from siamese_lit.reports.sweep_dir import (
     mean_std,
     replicate_key,
     replicate_stats,
-    seed_groups,
 )
 from siamese_lit.utils.errors import DataError, check
 from siamese_lit.utils.files import write_atomic
@@ -136,9 +135,10 @@ def train_table(sweeps: list[SweepSource], warn: Callable[[str], None]) -> list[
     for source in sweeps:
         experiment = source.setting("task_name", str) or shown(Path(source.path.name))
         epochs = source.setting("trainer.max_epochs", int)
-        for group in seed_groups(source.sweep):
-            key = (experiment, epochs, replicate_key(group.overrides))
-            pooled.setdefault(key, []).extend((source, job) for job in group.jobs)
+        for job in source.sweep.jobs:
+            if job.status != "unreadable":
+                key = (experiment, epochs, replicate_key(job.overrides))
+                pooled.setdefault(key, []).append((source, job))
     rows = []
     for (experiment, epochs, overrides), members in pooled.items():
         done = [(source, job) for source, job in members if job.status == "ok"]
@@ -191,8 +191,8 @@ def _warn(line: str) -> None:
 
 def results(sources: Sequence[Path], warn: Callable[[str], None] = _warn) -> str:
     """RESULTS.md: the tables of what `sources` hold. Each source or file that cannot be used is
-    passed to `warn` (`skipped <path>: <reason>`) and left out; so is each seed that ran more than
-    once (counted each time). DataError when nothing usable remains."""
+    passed to `warn` (`skipped <path>: <reason>`) and left out; a seed that ran more than once is
+    passed to `warn` too, and counted each time. DataError when nothing usable remains."""
     read = read_sources(list(sources), bench_keys=[key for _, _, key in JSON_KINDS])
     sweeps, benches = read.sweeps, read.benches
     reports, skipped = [], list(read.skipped)
