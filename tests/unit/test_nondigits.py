@@ -42,3 +42,41 @@ def test_glyphs_and_shapes_are_mnist_digits_seeded_and_cached(fonts: list[Path],
 
 def test_no_characters_that_read_as_digits() -> None:
     assert not set(NON_DIGIT_CHARACTERS) & set("0123456789OoDQIilj|!ZzSs$BbGgqTL")
+
+
+def _components(image: torch.Tensor, level: int = 64) -> int:
+    """The number of 8-connected regions of the pixels above `level`."""
+    ink = {(int(r), int(c)) for r, c in (image > level).nonzero()}
+    count = 0
+    while ink:
+        count += 1
+        stack = [ink.pop()]
+        while stack:
+            r, c = stack.pop()
+            for near in [(r + dr, c + dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]:
+                if near in ink:
+                    ink.remove(near)
+                    stack.append(near)
+    return count
+
+
+def test_pen_glyphs_are_one_stroke_and_seeded() -> None:
+    """data.pen_classes: a pen glyph is drawn without lifting the pen (one connected stroke, unlike
+    the 2-3 separate strokes a stroke glyph may leave), the same for the same seed."""
+    import random
+
+    from siamese_lit.data.nondigits import _pen_knots, pen_glyph
+
+    def draw(seed: int) -> list[torch.Tensor]:
+        rng = random.Random(seed)
+        glyphs = []
+        for _ in range(20):
+            knots, closed = _pen_knots(rng)
+            glyphs += [pen_glyph(knots, closed, rng), pen_glyph(knots, closed, rng)]
+        return glyphs
+
+    glyphs = draw(0)
+    assert all(g.dtype == torch.uint8 and g.shape == (28, 28) and int(g.max()) == 255 for g in glyphs)
+    assert [_components(g) for g in glyphs] == [1] * len(glyphs)
+    assert all(torch.equal(a, b) for a, b in zip(glyphs, draw(0), strict=True))
+    assert not torch.equal(glyphs[0], glyphs[1])  # two drawings of one glyph: the knots moved
