@@ -82,8 +82,8 @@ def test_the_root_folder_is_never_a_run_dir(capsys: pytest.CaptureFixture[str]) 
 #: an error of its own
 SWALLOWING_LIBRARY = """
 import sys, time
-print("importing", flush=True)
-try:
+try:  # the line inside the try: a Ctrl-C right after it is the library's to swallow too
+    print("importing", flush=True)
     time.sleep(60)
 except KeyboardInterrupt:
     raise RuntimeError("half-imported")
