@@ -12,10 +12,9 @@ The evaluation set (`NonDigits`), of two generators:
   (seeded), none a circle or a single stroke (a 0 or a 1).
 
 The training set (`GlyphClasses`): TRAINING_CHARACTERS in the DejaVu fonts only, each character
-one class, and procedural classes beside them (stroke glyphs: 2-3 Bezier strokes; pen glyphs: one
-smooth stroke through 4-6 knots), each drawn several times, for a model to learn that digits are not
-the only shapes there are (`data.glyph_classes`). The evaluation glyphs use every other font
-(`evaluation_fonts`), and no drawn shape of the evaluation generators is ever trained on.
+one class, drawn several times, for a model to learn that digits are not the only shapes there are
+(`data.glyph_classes`). The evaluation glyphs use every other font (`evaluation_fonts`), and no
+drawn shape is ever trained on.
 
 Both are built once and cached under `cache_dir` (a .pt of tensors named by a hash of the fonts,
 characters and seed), so training and evaluation read tensors.
@@ -210,39 +209,6 @@ def stroke_glyph(controls: list[list[tuple[float, float]]], rng: random.Random) 
     return to_mnist(torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(CANVAS, CANVAS))
 
 
-def _pen_knots(rng: random.Random) -> tuple[list[tuple[float, float]], bool]:
-    """The knots of a pen glyph: 4 to 6 points across the canvas, and whether the path closes."""
-    knots = [(rng.uniform(16, CANVAS - 16), rng.uniform(16, CANVAS - 16)) for _ in range(rng.randint(4, 6))]
-    return knots, rng.random() < 0.3
-
-
-def pen_glyph(knots: list[tuple[float, float]], closed: bool, rng: random.Random) -> Tensor:
-    """One drawing of a pen glyph: a single smooth stroke through its knots (a Catmull-Rom spline,
-    the pen never lifted, back to the first knot when `closed`), each knot moved a little and a pen
-    width drawn, as a (28, 28) digit-style image."""
-    from PIL import Image, ImageDraw
-
-    image = Image.new("L", (CANVAS, CANVAS), 0)
-    p = [(x + rng.gauss(0, 3), y + rng.gauss(0, 3)) for x, y in knots]
-    n = len(p)
-    ends = range(n) if closed else range(n - 1)  # the segment from knot i to knot i + 1
-
-    def at(i: int) -> tuple[float, float]:
-        return p[i % n] if closed else p[min(max(i, 0), n - 1)]
-
-    def spline(a: float, b: float, c: float, d: float, t: float) -> float:  # from b (t=0) to c (t=1)
-        cubic = (2 * a - 5 * b + 4 * c - d) * t**2 + (3 * b - a - 3 * c + d) * t**3
-        return 0.5 * (2 * b + (c - a) * t + cubic)
-
-    curve = [p[0]]
-    for i in ends:
-        p0, p1, p2, p3 = at(i - 1), at(i), at(i + 1), at(i + 2)
-        for t in (j / 12 for j in range(1, 13)):
-            curve.append(tuple(spline(*coords, t) for coords in zip(p0, p1, p2, p3, strict=True)))
-    ImageDraw.Draw(image).line(curve, fill=255, width=rng.randint(5, 9), joint="curve")
-    return to_mnist(torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(CANVAS, CANVAS))
-
-
 @dataclass(frozen=True)
 class NonDigits:
     """A non-digit set: `images` uint8 (N, 28, 28) and what each is (`kinds`: "glyph" or a shape
@@ -293,18 +259,18 @@ class NonDigits:
 class GlyphClasses:
     """Training glyphs: `images` uint8 (N, 28, 28) and `labels` (N,): the position of each image's
     character in TRAINING_CHARACTERS (one class per character, whatever the font), then
-    len(TRAINING_CHARACTERS) + i for the i-th stroke glyph, then the pen glyphs after the strokes."""
+    len(TRAINING_CHARACTERS) + i for the i-th stroke glyph."""
 
     images: Tensor
     labels: Tensor
 
     @classmethod
     def load(
-        cls, cache_dir: str | Path, strokes: int = 0, pens: int = 0, renderings: int = 4, seed: int = 0
+        cls, cache_dir: str | Path, strokes: int = 0, renderings: int = 4, seed: int = 0
     ) -> GlyphClasses:
-        """TRAINING_CHARACTERS in every training font of the machine, `strokes` procedural stroke
-        glyphs (`stroke_glyph`) and `pens` pen glyphs (`pen_glyph`), `renderings` seeded draws of
-        each, cached under `cache_dir`. ConfigError when the machine has no training font."""
+        """TRAINING_CHARACTERS in every training font of the machine and `strokes` procedural stroke
+        glyphs (`stroke_glyph`), `renderings` seeded draws of each, cached under `cache_dir`.
+        ConfigError when the machine has no training font."""
         fonts = training_fonts(font_files())
         if not fonts:
             raise ConfigError(
@@ -314,8 +280,6 @@ class GlyphClasses:
         key = _key(
             TRAINING_CHARACTERS, [(p.name, p.stat().st_size) for p in fonts], strokes, renderings, seed
         )
-        if pens:  # a cache of stroke glyphs alone keeps its name
-            key = _key(key, pens)
 
         def make() -> dict[str, Any]:
             rng = random.Random(seed)
@@ -332,11 +296,6 @@ class GlyphClasses:
                 for _ in range(renderings):
                     images.append(stroke_glyph(controls, rng))
                     labels.append(len(TRAINING_CHARACTERS) + i)
-            for i in range(pens):
-                knots, closed = _pen_knots(rng)
-                for _ in range(renderings):
-                    images.append(pen_glyph(knots, closed, rng))
-                    labels.append(len(TRAINING_CHARACTERS) + strokes + i)
             return {"images": torch.stack(images), "labels": torch.tensor(labels)}
 
         saved = _cached(Path(cache_dir) / f"glyph_classes_{key}.pt", make)

@@ -61,8 +61,6 @@ class PairDataModule(MNISTDataModule):
             `train_size`, cut in the same proportion as the digits.
         stroke_classes: with `glyph_classes`, this many procedural stroke glyphs (2-3 Bezier strokes)
             as more classes.
-        pen_classes: with `glyph_classes`, this many procedural pen glyphs (one smooth stroke
-            through 4-6 knots, sometimes closed) as more classes, after the stroke glyphs.
         cache_dir: where the glyph classes are cached.
     """
 
@@ -78,7 +76,6 @@ class PairDataModule(MNISTDataModule):
         open_set: bool = False,
         glyph_classes: bool = False,
         stroke_classes: int = 0,
-        pen_classes: int = 0,
         cache_dir: str | None = None,
         **kwargs,
     ) -> None:
@@ -110,9 +107,7 @@ class PairDataModule(MNISTDataModule):
         )
         check(not glyph_classes or bool(cache_dir), "data.glyph_classes needs data.cache_dir.")
         check(stroke_classes >= 0, f"data.stroke_classes must be >= 0, got {stroke_classes}.")
-        check(pen_classes >= 0, f"data.pen_classes must be >= 0, got {pen_classes}.")
-        self.glyph_classes, self.cache_dir = glyph_classes, cache_dir
-        self.stroke_classes, self.pen_classes = stroke_classes, pen_classes
+        self.glyph_classes, self.stroke_classes, self.cache_dir = glyph_classes, stroke_classes, cache_dir
         self.fixed: dict[str, EvalSet] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -137,7 +132,7 @@ class PairDataModule(MNISTDataModule):
     def _with_glyphs(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """The training images and labels, then the glyph classes labelled after the digits; a run cut
         to `train_size` images takes a seeded share of the glyphs in the same proportion."""
-        glyphs = GlyphClasses.load(self.cache_dir, self.stroke_classes, self.pen_classes)
+        glyphs = GlyphClasses.load(self.cache_dir, self.stroke_classes)
         images, labels = glyphs.images, glyphs.labels + 10
         if self.hparams.train_size is not None:
             keep = max(1, round(len(labels) * len(y) / len(self.splits["train_all"][1])))

@@ -320,15 +320,13 @@ def test_glyph_classes_join_the_training_batches_only(data_dir: Path, tmp_path: 
         require("fonts", "no DejaVu font files under /usr/share/fonts (make fonts installs them)")
     augment = {"_target_": "siamese_lit.data.augment.robust"}
     common = {"download": False, "gallery_size": 500, "augment": augment, "cache_dir": str(tmp_path)}
-    dm = PairDataModule(
-        str(data_dir), batches="views", glyph_classes=True, stroke_classes=5, pen_classes=3, **common
-    )
+    dm = PairDataModule(str(data_dir), batches="views", glyph_classes=True, stroke_classes=5, **common)
     dm.setup("fit")
     x, y = dm.splits["train"]
     glyphs = y >= 10
     assert int((~glyphs).sum()) == 55_000 and int(glyphs.sum()) > len(TRAINING_CHARACTERS)
-    drawn = y >= 10 + len(TRAINING_CHARACTERS)  # then the stroke glyphs and the pen glyphs, 4 of each
-    assert torch.bincount(y[drawn] - 10 - len(TRAINING_CHARACTERS)).tolist() == [4] * (5 + 3)
+    strokes = y >= 10 + len(TRAINING_CHARACTERS)  # then the stroke glyphs, 4 drawings of each
+    assert torch.bincount(y[strokes] - 10 - len(TRAINING_CHARACTERS)).tolist() == [4] * 5
     assert x.dtype == torch.uint8 and len(x) == len(y)
     for split in ("val", "val_gallery", "test", "test_gallery"):
         assert int(dm.splits[split][1].max()) <= 9, split
