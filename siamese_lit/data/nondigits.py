@@ -12,9 +12,10 @@ The evaluation set (`NonDigits`), of two generators:
   (seeded), none a circle or a single stroke (a 0 or a 1).
 
 The training set (`GlyphClasses`): TRAINING_CHARACTERS in the DejaVu fonts only, each character
-one class, drawn several times, for a model to learn that digits are not the only shapes there are
-(`data.glyph_classes`). The evaluation glyphs use every other font (`evaluation_fonts`), and no
-drawn shape is ever trained on.
+one class, and procedural stroke glyphs (2-3 Bezier strokes) beside them, each drawn several times,
+for a model to learn that digits are not the only shapes there are (`data.glyph_classes`). The
+evaluation glyphs use every other font (`evaluation_fonts`), and no drawn shape of the evaluation
+generators is ever trained on.
 
 Both are built once and cached under `cache_dir` (a .pt of tensors named by a hash of the fonts,
 characters and seed), so training and evaluation read tensors.
