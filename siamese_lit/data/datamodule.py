@@ -118,7 +118,7 @@ class MNISTDataModule(L.LightningDataModule):
     def _subset(
         self, x: Tensor, y: Tensor, classes: list[int], size: int | None, salt: int
     ) -> tuple[Tensor, Tensor]:
-        keep = torch.isin(y, torch.tensor(classes))
+        keep = torch.isin(y, torch.tensor(classes, device=y.device))
         x, y = x[keep], y[keep]
         if size is not None and size < len(y):
             pick = torch.randperm(len(y), generator=seeded(self.split_seed + salt))[:size].sort().values

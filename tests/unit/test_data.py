@@ -239,11 +239,18 @@ def test_ranks_share_an_epoch_of_pairs_without_duplicates(pairs: PairDataModule)
     assert sorted(seen) == expected  # each pair of the epoch exactly once over the two ranks
 
 
-def test_classes_filter(data_dir: Path) -> None:
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))],
+)
+def test_classes_filter(data_dir: Path, device: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the data lives on the training device: the galleries of test_classes are picked there too
+    monkeypatch.setattr(PairDataModule, "device", property(lambda self: torch.device(device)))
     dm = PairDataModule(
         str(data_dir), download=False, classes=[0, 1, 2, 3, 4], test_classes=[5, 6, 7, 8, 9], eval_pairs=2000
     )
     dm.setup()
+    assert dm.splits["test_gallery"][1].device.type == device
     assert set(dm.splits["train"][1].unique().tolist()) == {0, 1, 2, 3, 4}
     assert set(dm.splits["val"][1].unique().tolist()) == {0, 1, 2, 3, 4}
     assert set(dm.splits["test"][1].unique().tolist()) == {5, 6, 7, 8, 9}
