@@ -85,7 +85,7 @@ class Rejection(nn.Module):
     def scores(self, embeddings: Tensor, distance: Distance) -> Tensor:
         """(N,) rejection scores of `embeddings`; NaN when never calibrated."""
         if not len(self.references):
-            return torch.full((len(embeddings),), float("nan"))
+            return torch.full((len(embeddings),), float("nan"), device=embeddings.device)
         return rejection_scores(embeddings, self.references, distance)
 
     @torch.no_grad()
