@@ -27,12 +27,9 @@ from siamese_lit.data.augment import (
 )
 from siamese_lit.data.mnist import load_mnist
 from siamese_lit.utils.errors import ConfigError
+from tests.helpers.devices import DEVICES
 
 AUGMENT_DIR = PROJECT_ROOT / "conf" / "data" / "augment"
-DEVICES = [
-    "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")),
-]
 MODULES = {
     "resolution": lambda: RandomResolution((8, 20), p=1.0),
     "stroke": lambda: RandomStrokeWidth(p=1.0),

@@ -12,11 +12,8 @@ from torch import Tensor
 from siamese_lit.data.mnist import load_mnist
 from siamese_lit.evaluation.corruptions import CORRUPTIONS, corrupt, corruption_grid
 from siamese_lit.utils.errors import ConfigError
+from tests.helpers.devices import DEVICES
 
-DEVICES = [
-    "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")),
-]
 #: Corruptions that draw nothing from the generator: the same for every seed.
 UNSEEDED = {"lowres_8", "lowres_12", "lowres_16", "gaussian_blur", "thick", "thin", "contrast", "brightness"}
 

@@ -13,6 +13,7 @@ from torch import Tensor
 from siamese_lit.data import DISSIMILAR, SIMILAR, MNISTDataModule, PairDataModule, PairSampler
 from siamese_lit.data.mnist import DATA_DIR_VARIABLE, MNIST_FILES
 from siamese_lit.utils.errors import ConfigError, DataError
+from tests.helpers.devices import DEVICES
 
 
 @pytest.fixture(scope="module")
@@ -239,10 +240,7 @@ def test_ranks_share_an_epoch_of_pairs_without_duplicates(pairs: PairDataModule)
     assert sorted(seen) == expected  # each pair of the epoch exactly once over the two ranks
 
 
-@pytest.mark.parametrize(
-    "device",
-    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))],
-)
+@pytest.mark.parametrize("device", DEVICES)
 def test_classes_filter(data_dir: Path, device: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # the data lives on the training device: the galleries of test_classes are picked there too
     monkeypatch.setattr(PairDataModule, "device", property(lambda self: torch.device(device)))
