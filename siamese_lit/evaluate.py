@@ -308,6 +308,7 @@ def _rejection(
         "threshold": threshold,
         "accepted_share": ACCEPTED,
         "references": len(rejection.references),
+        "rule": rejection.rule,
         "digits_accepted": float((scores[known] <= threshold).float().mean()),
     }
     if not bool(known.all()):

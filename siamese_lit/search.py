@@ -69,7 +69,7 @@ def _row(path: str, match: Match | None, error: str | None = None) -> dict[str, 
 
 def _unknown_rule(model: SiameseModel) -> str:
     if math.isfinite(model.rejection.value):
-        return f"unknown: rejection score (mean distance to 5 reference digits) past {model.rejection}"
+        return f"unknown: rejection score ({model.module.rejection.rule}) past {model.rejection}"
     return f"unknown: nearest item past the pair threshold {model.threshold} (no rejection in the checkpoint)"
 
 

@@ -12,7 +12,8 @@ The evaluation set (`NonDigits`), of two generators:
   (seeded), none a circle or a single stroke (a 0 or a 1).
 
 The training set (`GlyphClasses`): TRAINING_CHARACTERS in the DejaVu fonts only, each character
-one class, and procedural stroke glyphs (2-3 Bezier strokes) beside them, each drawn several times,
+one class, and procedural classes beside them (stroke glyphs: 2-3 Bezier strokes; polyline glyphs:
+1-2 open pen paths of straight segments turning at sharp corners), each drawn several times,
 for a model to learn that digits are not the only shapes there are (`data.glyph_classes`). The
 evaluation glyphs use every other font (`evaluation_fonts`), and no drawn shape of the evaluation
 generators is ever trained on.
@@ -210,6 +211,55 @@ def stroke_glyph(controls: list[list[tuple[float, float]]], rng: random.Random) 
     return to_mnist(torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(CANVAS, CANVAS))
 
 
+def _polyline_controls(rng: random.Random) -> list[list[tuple[float, float]]]:
+    """The vertices of a polyline glyph: an open path of 2-4 straight segments across the canvas, and
+    half the time a branch of 1-2 segments from one of its vertices; each segment at least a fifth of
+    the canvas long and each corner a turn of 35-145 degrees (no path folding back on itself or
+    running on straight, which would draw a plain line)."""
+
+    def path(start: tuple[float, float], wanted: int) -> list[tuple[float, float]]:
+        vertices = [start]
+        while len(vertices) < wanted:
+            x, y = anywhere()
+            (px, py) = vertices[-1]
+            if math.hypot(x - px, y - py) < CANVAS / 5:
+                continue
+            if len(vertices) > 1:
+                (qx, qy) = vertices[-2]
+                turn = abs(
+                    math.remainder(math.atan2(y - py, x - px) - math.atan2(py - qy, px - qx), 2 * math.pi)
+                )
+                if not math.radians(35) <= turn <= math.radians(145):
+                    continue
+            vertices.append((x, y))
+        return vertices
+
+    def anywhere() -> tuple[float, float]:
+        return (rng.uniform(16, CANVAS - 16), rng.uniform(16, CANVAS - 16))
+
+    paths = [path(anywhere(), rng.randint(3, 5))]
+    if rng.random() < 0.5:
+        paths.append(path(rng.choice(paths[0]), rng.randint(2, 3)))
+    return paths
+
+
+def polyline_glyph(paths: list[list[tuple[float, float]]], rng: random.Random) -> Tensor:
+    """One drawing of a polyline glyph: its open paths of straight segments, each vertex moved a
+    little (a branch stays on the vertex it leaves from) and a pen width drawn, as a (28, 28)
+    digit-style image."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (CANVAS, CANVAS), 0)
+    draw = ImageDraw.Draw(image)
+    width = rng.randint(5, 9)
+    moved: dict[tuple[float, float], tuple[float, float]] = {}
+    for path in paths:
+        for x, y in path:
+            moved.setdefault((x, y), (x + rng.gauss(0, 3), y + rng.gauss(0, 3)))
+        draw.line([moved[v] for v in path], fill=255, width=width, joint="curve")
+    return to_mnist(torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(CANVAS, CANVAS))
+
+
 @dataclass(frozen=True)
 class NonDigits:
     """A non-digit set: `images` uint8 (N, 28, 28) and what each is (`kinds`: "glyph" or a shape
@@ -260,18 +310,19 @@ class NonDigits:
 class GlyphClasses:
     """Training glyphs: `images` uint8 (N, 28, 28) and `labels` (N,): the position of each image's
     character in TRAINING_CHARACTERS (one class per character, whatever the font), then
-    len(TRAINING_CHARACTERS) + i for the i-th stroke glyph."""
+    len(TRAINING_CHARACTERS) + i for the i-th stroke glyph, then the polyline glyphs after the strokes."""
 
     images: Tensor
     labels: Tensor
 
     @classmethod
     def load(
-        cls, cache_dir: str | Path, strokes: int = 0, renderings: int = 4, seed: int = 0
+        cls, cache_dir: str | Path, strokes: int = 0, polylines: int = 0, renderings: int = 4, seed: int = 0
     ) -> GlyphClasses:
-        """TRAINING_CHARACTERS in every training font of the machine and `strokes` procedural stroke
-        glyphs (`stroke_glyph`), `renderings` seeded draws of each, cached under `cache_dir`.
-        ConfigError when the machine has no training font."""
+        """TRAINING_CHARACTERS in every training font of the machine, `strokes` procedural stroke
+        glyphs (`stroke_glyph`) and `polylines` polyline glyphs (`polyline_glyph`), `renderings`
+        seeded draws of each, cached under `cache_dir`. ConfigError when the machine has no training
+        font."""
         fonts = training_fonts(font_files())
         if not fonts:
             raise ConfigError(
@@ -281,6 +332,8 @@ class GlyphClasses:
         key = _key(
             TRAINING_CHARACTERS, [(p.name, p.stat().st_size) for p in fonts], strokes, renderings, seed
         )
+        if polylines:  # a cache of stroke glyphs alone keeps its name
+            key = _key(key, polylines)
 
         def make() -> dict[str, Any]:
             rng = random.Random(seed)
@@ -297,6 +350,11 @@ class GlyphClasses:
                 for _ in range(renderings):
                     images.append(stroke_glyph(controls, rng))
                     labels.append(len(TRAINING_CHARACTERS) + i)
+            for i in range(polylines):
+                paths = _polyline_controls(rng)
+                for _ in range(renderings):
+                    images.append(polyline_glyph(paths, rng))
+                    labels.append(len(TRAINING_CHARACTERS) + strokes + i)
             return {"images": torch.stack(images), "labels": torch.tensor(labels)}
 
         saved = _cached(Path(cache_dir) / f"glyph_classes_{key}.pt", make)

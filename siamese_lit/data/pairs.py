@@ -61,6 +61,8 @@ class PairDataModule(MNISTDataModule):
             `train_size`, cut in the same proportion as the digits.
         stroke_classes: with `glyph_classes`, this many procedural stroke glyphs (2-3 Bezier strokes)
             as more classes.
+        polyline_classes: with `glyph_classes`, this many procedural polyline glyphs (1-2 open paths
+            of straight segments) as more classes, after the stroke glyphs.
         cache_dir: where the glyph classes are cached.
     """
 
@@ -76,6 +78,7 @@ class PairDataModule(MNISTDataModule):
         open_set: bool = False,
         glyph_classes: bool = False,
         stroke_classes: int = 0,
+        polyline_classes: int = 0,
         cache_dir: str | None = None,
         **kwargs,
     ) -> None:
@@ -107,7 +110,9 @@ class PairDataModule(MNISTDataModule):
         )
         check(not glyph_classes or bool(cache_dir), "data.glyph_classes needs data.cache_dir.")
         check(stroke_classes >= 0, f"data.stroke_classes must be >= 0, got {stroke_classes}.")
-        self.glyph_classes, self.stroke_classes, self.cache_dir = glyph_classes, stroke_classes, cache_dir
+        check(polyline_classes >= 0, f"data.polyline_classes must be >= 0, got {polyline_classes}.")
+        self.glyph_classes, self.cache_dir = glyph_classes, cache_dir
+        self.stroke_classes, self.polyline_classes = stroke_classes, polyline_classes
         self.fixed: dict[str, EvalSet] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -126,19 +131,29 @@ class PairDataModule(MNISTDataModule):
             self.splits[f"{split}_gallery"] = self._gallery(split)
         if self.glyph_classes:  # after the samplers and galleries: training batches only
             self.splits["train"] = self._with_glyphs(*self.splits["train"])
+            self.splits["val_outliers"] = self._outliers()
         #: the label offset of each symmetry's new classes (data.new_classes): past every training label
         self.label_stride = max(10, int(self.splits["train"][1].max()) + 1)
 
     def _with_glyphs(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """The training images and labels, then the glyph classes labelled after the digits; a run cut
         to `train_size` images takes a seeded share of the glyphs in the same proportion."""
-        glyphs = GlyphClasses.load(self.cache_dir, self.stroke_classes)
+        glyphs = GlyphClasses.load(self.cache_dir, self.stroke_classes, self.polyline_classes)
         images, labels = glyphs.images, glyphs.labels + 10
         if self.hparams.train_size is not None:
             keep = max(1, round(len(labels) * len(y) / len(self.splits["train_all"][1])))
             pick = torch.randperm(len(labels), generator=seeded(self.split_seed + 4))[:keep].sort().values
             images, labels = images[pick], labels[pick]
         return torch.cat([x, images.to(x.device)]), torch.cat([y, labels.to(y.device)])
+
+    def _outliers(self) -> tuple[Tensor, Tensor]:
+        """A seeded `gallery_size` of the training non-digits (the glyph classes): the outliers the
+        rejection score of each validation measures queries against, beside the digits' gallery."""
+        x, y = self.splits["train"]
+        glyphs = (y >= 10).nonzero().squeeze(1)
+        pick = torch.randperm(len(glyphs), generator=seeded(self.split_seed + 23))[: self.gallery_size]
+        rows = glyphs[pick.to(glyphs.device)]
+        return x[rows], y[rows]
 
     def _gallery(self, split: str) -> tuple[Tensor, Tensor]:
         """Labelled training images of the split's digits (on test with `open_set`, of the training
@@ -161,7 +176,8 @@ class PairDataModule(MNISTDataModule):
         return super().on_after_batch_transfer(batch, dataloader_idx)
 
     def val_dataloader(self) -> list[BatchLoader]:
-        return [self.image_loader("val"), self.image_loader("val_gallery")]
+        outliers = [self.image_loader("val_outliers")] if "val_outliers" in self.splits else []
+        return [self.image_loader("val"), self.image_loader("val_gallery"), *outliers]
 
     def test_dataloader(self) -> list[BatchLoader]:
         return [self.image_loader("test"), self.image_loader("test_gallery")]

@@ -71,7 +71,7 @@ class SideResult:
     message: str | None = None  # why there is no digit
     label: str | None = None  # the k-NN vote, or "unknown"
     nearest: float | None = None  # distance to the nearest gallery item
-    score: float | None = None  # rejection score (mean distance to the model's 5 nearest reference digits)
+    score: float | None = None  # rejection score (SiameseModel.reject_scores)
     neighbours: list[tuple[np.ndarray | None, str]] = field(default_factory=list)  # (image, caption)
 
 

@@ -155,8 +155,8 @@ def _rejection_md(r: Mapping[str, Any]) -> list[str]:
         )
     return _section(
         title,
-        f"A digit is `unknown` when its mean distance to its 5 nearest of the checkpoint's {r['references']} "
-        f"reference training digits is above **{r['threshold']:.4f}**, the score that accepts "
+        f"A digit is `unknown` when its rejection score ({r['rule']}) is above "
+        f"**{r['threshold']:.4f}**, the score that accepts "
         f"{_pct(r['accepted_share'])} of the validation digits. AUROC: the score telling those images from "
         "the known test digits. Non-digits: letters and symbols of the machine's fonts and drawn shapes "
         "(siamese_lit.data.nondigits).",

@@ -237,8 +237,8 @@ class SiameseModel:
         return embed_digits(self.module, digits, n.mean, n.std, batch_size)
 
     def reject_scores(self, embeddings: Tensor) -> Tensor:
-        """(N,) the rejection score of each embedding from `embed` (its mean distance to the 5 nearest
-        reference digits of the checkpoint); NaN without a calibrated rejection."""
+        """(N,) the rejection score of each embedding from `embed` (`module.rejection.rule` says what
+        it is); NaN without a calibrated rejection."""
         return self.module.rejection.scores(embeddings.to(self.device), self.distance).cpu()
 
     def unknown(self, scores: Tensor) -> Tensor:

@@ -9,8 +9,10 @@ included (an empty batch gives an empty (0, D)), and a digit with a NaN or infin
 all-NaN embedding, in PyTorch and in onnxruntime alike (whose LSTM would otherwise clamp NaN to a
 finite answer).
 A model with a calibrated rejection (siamese_lit.evaluation.openset.Rejection) has a second output,
-`reject_score` (batch,): each digit's mean distance to its 5 nearest reference training digits, the
-references held in the graph; past the metadata's `reject_threshold` the digit is `unknown`.
+`reject_score` (batch,): each digit's mean distance to its 5 nearest reference training digits,
+divided (a model trained beside non-digits) by its mean distance to the 5 nearest of the training
+non-digits it holds as outliers, both held in the graph; past the metadata's `reject_threshold` the
+digit is `unknown`.
 mean, std, the calibrated thresholds, the distance and the checkpoint's fingerprint are stored in
 the model's metadata_props.
 
@@ -34,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from siamese_lit.data.normalization import Normalization
-from siamese_lit.evaluation.openset import REJECT_K
+from siamese_lit.evaluation.openset import NEAR, REJECT_K
 from siamese_lit.utils.errors import SiameseLitError
 from siamese_lit.utils.files import write_atomic
 
@@ -60,8 +62,11 @@ class PixelEncoder(nn.Module):
         self.net, self.distance = model.net, model.distance
         self.normalization = Normalization(float(mean), float(std))
         rejection = getattr(model, "rejection", None)
-        references = rejection.references if rejection is not None and rejection.calibrated else None
-        self.register_buffer("references", None if references is None else references.detach().clone())
+        calibrated = rejection is not None and rejection.calibrated
+        references = rejection.references.detach().clone() if calibrated else None
+        outliers = rejection.outliers.detach().clone() if calibrated and len(rejection.outliers) else None
+        self.register_buffer("references", references)
+        self.register_buffer("outliers", outliers)
 
     @property
     def outputs(self) -> list[str]:
@@ -77,15 +82,22 @@ class PixelEncoder(nn.Module):
         return embeddings, self.reject_score(embeddings)
 
     def reject_score(self, embeddings: Tensor) -> Tensor:
-        """The mean Euclidean distance to the REJECT_K nearest references (Rejection's score), in the
-        product form ONNX runs as one matrix product."""
-        refs = self.references
+        """Rejection's score (siamese_lit.evaluation.openset.rejection_scores): the mean Euclidean
+        distance to the REJECT_K nearest references, over that to the REJECT_K nearest outliers when
+        the model holds some, in the product form ONNX runs as one matrix product."""
+        score = self._mean_nearest(embeddings, self.references)
+        if self.outliers is None:
+            return score
+        return score / self._mean_nearest(embeddings, self.outliers).clamp_min(NEAR)
+
+    @staticmethod
+    def _mean_nearest(embeddings: Tensor, rows: Tensor) -> Tensor:
         squared = (
             (embeddings * embeddings).sum(1, keepdim=True)
-            + (refs * refs).sum(1)[None]
-            - 2 * embeddings @ refs.T
+            + (rows * rows).sum(1)[None]
+            - 2 * embeddings @ rows.T
         )
-        k = min(REJECT_K, refs.shape[0])
+        k = min(REJECT_K, rows.shape[0])
         return squared.clamp_min(0).sqrt().topk(k, dim=1, largest=False).values.mean(1)
 
 

@@ -17,6 +17,10 @@ from siamese_lit.models.base import LitBase, Spec, module_from
 from siamese_lit.objectives import Distance, Objective
 from siamese_lit.utils.errors import check
 
+#: What an evaluation embeds, by dataloader: the split's images, the gallery of labelled training
+#: digits and (training with glyph classes, validation only) the outliers: training non-digits.
+COLLECTED = ("images", "gallery", "outliers")
+
 
 class LitSiamese(LitBase):
     """A Siamese network: the encoder `net` applied to every image of a batch in one forward pass,
@@ -28,8 +32,9 @@ class LitSiamese(LitBase):
     the fixed pairs `auroc`, `eer`, `pair_acc` (at the threshold chosen on validation, kept in the
     `threshold` buffer and applied unchanged on test), `d_similar`, `d_dissimilar`; against the
     gallery `knn_acc` and `prototype_acc`. Each validation also calibrates `rejection`
-    (siamese_lit.evaluation.openset.Rejection: the gallery's embeddings as references, and the
-    threshold that says "unknown" past the scores of 99.5% of the validation digits); on test also
+    (siamese_lit.evaluation.openset.Rejection: the gallery's embeddings as references, the training
+    non-digits' as outliers when the data module has glyph classes, and the threshold that says
+    "unknown" past the scores of 99.5% of the validation digits); on test also
     `oneshot_acc` and the retrieval figures. The last result is `self.evaluation` (an `Evaluation`),
     which the TensorBoard callbacks draw.
 
@@ -97,7 +102,7 @@ class LitSiamese(LitBase):
         self.register_buffer("threshold", torch.tensor(float("nan")))
         # what says "unknown" (references and threshold, chosen on validation); saved with the checkpoint
         self.rejection = Rejection(int(out_dim or 0))
-        self.collectors = nn.ModuleDict({name: EmbeddingCollector() for name in ("images", "gallery")})
+        self.collectors = nn.ModuleDict({name: EmbeddingCollector() for name in COLLECTED})
         self.evaluation: Evaluation | None = None
 
     def fit_state(self, state_dict: dict[str, Any], where: str = "the checkpoint") -> None:
@@ -128,7 +133,7 @@ class LitSiamese(LitBase):
 
     def _collect(self, batch: tuple[Tensor, ...], dataloader_idx: int) -> None:
         x, y, idx = batch
-        self.collectors["images" if dataloader_idx == 0 else "gallery"].update(self(x), y, idx)
+        self.collectors[COLLECTED[dataloader_idx]].update(self(x), y, idx)
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._collect(batch, dataloader_idx)
@@ -143,9 +148,9 @@ class LitSiamese(LitBase):
         self._evaluate("test")
 
     def _evaluate(self, stage: str) -> None:
-        (images, _, _), (gallery, gallery_labels, _) = collected = [
-            c.compute() for c in self.collectors.values()
-        ]
+        collected = {name: c.compute() for name, c in self.collectors.items() if c.update_called}
+        (images, _, _), (gallery, gallery_labels, _) = collected["images"], collected["gallery"]
+        outliers = collected["outliers"][0] if "outliers" in collected else None
         for c in self.collectors.values():
             c.reset()
         self.evaluation = None
@@ -155,7 +160,7 @@ class LitSiamese(LitBase):
         test = stage == "test"
         evaluation = score_split(
             stage,
-            collected[0],
+            collected["images"],
             (gallery, gallery_labels),
             self.trainer.datamodule.eval_set(stage),
             distance=self.distance,
@@ -170,7 +175,7 @@ class LitSiamese(LitBase):
         if stage == "val":
             self.threshold.fill_(evaluation.threshold)
             if len(gallery):
-                self.rejection.calibrate(images, gallery, self.distance)
+                self.rejection.calibrate(images, gallery, self.distance, outliers)
         self.evaluation = evaluation
         shown = ("auroc", "knn_acc")
         for prog_bar in (False, True):

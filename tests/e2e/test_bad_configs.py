@@ -34,6 +34,10 @@ BAD_CONFIGS = [
     (["+experiment=siamese", "data.classes=[4,4]"], "data.classes must list at least 2 distinct digits"),
     (["+experiment=siamese", "data.classes=[1,12]"], "data.classes must list at least 2 distinct digits"),
     (["+experiment=siamese_unseen", "data.test_classes=[7]"], "data.test_classes must list at least 2"),
+    (
+        ["+experiment=siamese_robust", "data.polyline_classes=-1"],
+        "data.polyline_classes must be >= 0, got -1",
+    ),
     (["+experiment=siamese", "data.batch_size=1"], "data.batch_size must be >= 2 for pairs"),
     (
         ["+experiment=siamese", "data.batches=quads"],

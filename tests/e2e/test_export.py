@@ -66,6 +66,29 @@ def test_onnxruntime_matches_pytorch(overrides: list[str], pixels: torch.Tensor,
     assert not graph_input[0].dim_value  # the batch dimension is symbolic
 
 
+def test_the_graphs_reject_score_is_the_rejections_with_outliers(
+    pixels: torch.Tensor, tmp_path: Path
+) -> None:
+    """A model trained beside non-digits holds outliers: the graph's reject_score is Rejection's
+    (the digits' mean distance over the outliers'), on other images than the references'."""
+    torch.manual_seed(0)
+    model = instantiate(compose_cfg(["+experiment=siamese_robust"], tmp_path / "cfg").model).eval()
+    with torch.no_grad():
+        embed = lambda x: model((x - MEAN) / STD)  # noqa: E731
+        model.rejection.calibrate(
+            embed(pixels[:40]), embed(pixels[40:100]), model.distance, embed(1 - pixels[:50])
+        )
+    path = tmp_path / "encoder.onnx"
+    export_onnx(model, path, mean=MEAN, std=STD, check_pixels=pixels[:8], metadata={})
+    batch = pixels[100:164]
+    with torch.no_grad():
+        expected = model.rejection.scores(embed(batch), model.distance).numpy()
+    scores = session(path).run([SCORE], {INPUT: batch.numpy()})[0]
+    assert np.abs(scores - expected).max() <= TOLERANCE
+    without = torch.cdist(embed(batch), model.rejection.references).topk(5, largest=False).values.mean(1)
+    assert np.abs(scores - without.detach().numpy()).max() > 0.1  # the outliers changed the score
+
+
 def test_a_graph_past_the_tolerance_is_not_written(pixels: torch.Tensor, tmp_path: Path) -> None:
     """The MLP's 1024-wide sums run in another order in onnxruntime: a difference of about 1e-6,
     within the tolerance but not within 1e-12, so the check refuses it and keeps the old file."""

@@ -315,7 +315,7 @@ def test_an_open_set_tests_all_digits_against_a_gallery_of_the_known_ones(data_d
 
 
 def test_glyph_classes_join_the_training_batches_only(data_dir: Path, tmp_path: Path) -> None:
-    """data.glyph_classes: the DejaVu glyphs and stroke glyphs become classes 10.. of the two-view
+    """data.glyph_classes: the DejaVu glyphs, stroke and polyline glyphs become classes 10.. of the two-view
     training batches (a run cut by train_size takes them in the same proportion); the validation
     images, the galleries and the test set stay digits; other batch kinds refuse it."""
     from siamese_lit.data.nondigits import TRAINING_CHARACTERS, GlyphClasses, font_files, training_fonts
@@ -325,17 +325,25 @@ def test_glyph_classes_join_the_training_batches_only(data_dir: Path, tmp_path: 
         require("fonts", "no DejaVu font files under /usr/share/fonts (make fonts installs them)")
     augment = {"_target_": "siamese_lit.data.augment.robust"}
     common = {"download": False, "gallery_size": 500, "augment": augment, "cache_dir": str(tmp_path)}
-    dm = PairDataModule(str(data_dir), batches="views", glyph_classes=True, stroke_classes=5, **common)
+    dm = PairDataModule(
+        str(data_dir), batches="views", glyph_classes=True, stroke_classes=5, polyline_classes=3, **common
+    )
     dm.setup("fit")
     x, y = dm.splits["train"]
     glyphs = y >= 10
     assert int((~glyphs).sum()) == 55_000 and int(glyphs.sum()) > len(TRAINING_CHARACTERS)
-    strokes = y >= 10 + len(TRAINING_CHARACTERS)  # then the stroke glyphs, 4 drawings of each
-    assert torch.bincount(y[strokes] - 10 - len(TRAINING_CHARACTERS)).tolist() == [4] * 5
+    drawn = y >= 10 + len(TRAINING_CHARACTERS)  # then the stroke and the polyline glyphs, 4 of each
+    assert torch.bincount(y[drawn] - 10 - len(TRAINING_CHARACTERS)).tolist() == [4] * (5 + 3)
     assert x.dtype == torch.uint8 and len(x) == len(y)
     for split in ("val", "val_gallery", "test", "test_gallery"):
         assert int(dm.splits[split][1].max()) <= 9, split
-    assert [p.name for p in tmp_path.iterdir()][0].startswith("glyph_classes_")  # cached as tensors
+    # the rejection's outliers: a gallery of the training non-digits, a third validation loader
+    outliers, outlier_labels = dm.splits["val_outliers"]
+    assert (
+        len(outlier_labels) == 500 and int(outlier_labels.min()) >= 10 and len(outlier_labels.unique()) > 100
+    )
+    assert len(dm.val_dataloader()) == 3 and len(dm.test_dataloader()) == 2
+    assert all(p.name.startswith("glyph_classes_") for p in tmp_path.iterdir())  # cached as tensors
     cut = PairDataModule(
         str(data_dir), batches="views", glyph_classes=True, stroke_classes=5, train_size=2000, **common
     )

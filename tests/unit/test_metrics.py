@@ -104,10 +104,12 @@ def test_open_set_figures_match_their_definitions() -> None:
 
 def test_the_rejection_threshold_accepts_its_share_of_known_digits_and_scores_by_brute_force() -> None:
     """Rejection (siamese_lit.evaluation.openset): the score is the mean of the k smallest distances
-    (against torch.cdist), the calibrated threshold accepts ACCEPTED of the known embeddings, and an
-    older checkpoint's state gets the uncalibrated buffers."""
-    from siamese_lit.evaluation.openset import ACCEPTED, REJECT_K, Rejection
+    (against torch.cdist), divided by that to the outliers when there are some, the calibrated
+    threshold accepts ACCEPTED of the known embeddings, and an older checkpoint's state gets the
+    uncalibrated buffers (no outliers)."""
+    from siamese_lit.evaluation.openset import ACCEPTED, MAX_REFERENCES, REJECT_K, Rejection
     from siamese_lit.objectives.distance import Distance
+    from siamese_lit.utils.errors import CheckpointError
 
     g = torch.Generator().manual_seed(0)
     references, known = torch.randn(500, 8, generator=g), torch.randn(1000, 8, generator=g)
@@ -122,9 +124,28 @@ def test_the_rejection_threshold_accepts_its_share_of_known_digits_and_scores_by
     state: dict = {}
     Rejection(8).fit_state(state, "rejection.", "old.ckpt")
     assert state["rejection.references"].shape == (0, 8) and state["rejection.threshold"].isnan()
+    assert state["rejection.outliers"].shape == (0, 8)
     sized = Rejection(8)
     sized.fit_state({"rejection.references": references}, "rejection.", "new.ckpt")
-    assert sized.references.shape == (500, 8)
+    assert sized.references.shape == (500, 8) and sized.outliers.shape == (0, 8)
+    # with outliers (training non-digits): the digits' score over the outliers' (both by brute force)
+    outliers = torch.randn(300, 8, generator=g) + 3
+    threshold = rejection.calibrate(known, references, Distance(), outliers)
+    to_outliers = torch.cdist(known, outliers).sort(1).values[:, :REJECT_K].mean(1)
+    scores = rejection.scores(known, Distance())
+    assert torch.allclose(scores, brute / to_outliers, atol=1e-5)
+    assert float((scores <= threshold).float().mean()) == pytest.approx(ACCEPTED, abs=1 / len(known))
+    near_outlier = outliers[:1] + 1e-3  # as far from the digits as a known digit, on top of an outlier
+    assert float(rejection.scores(near_outlier, Distance())) > threshold
+    rejection.calibrate(known, references, Distance())  # recalibrated without outliers: none kept
+    assert rejection.outliers.shape == (0, 8)
+    assert torch.allclose(rejection.scores(known, Distance()), brute, atol=1e-5)
+    with pytest.raises(CheckpointError, match="outlier embeddings, more than"):
+        Rejection(8).fit_state(
+            {"rejection.references": references, "rejection.outliers": torch.zeros(MAX_REFERENCES + 1, 8)},
+            "rejection.",
+            "edited.ckpt",
+        )
 
 
 def test_a_gallery_without_some_test_digits_makes_the_scoring_open_set() -> None:

@@ -42,3 +42,40 @@ def test_glyphs_and_shapes_are_mnist_digits_seeded_and_cached(fonts: list[Path],
 
 def test_no_characters_that_read_as_digits() -> None:
     assert not set(NON_DIGIT_CHARACTERS) & set("0123456789OoDQIilj|!ZzSs$BbGgqTL")
+
+
+def test_polyline_glyphs_are_seeded_drawings_of_straight_paths() -> None:
+    """data.polyline_classes: each glyph is an open path of 2-4 straight segments, sometimes with a
+    branch of 1-2 segments leaving one of its vertices, no segment shorter than a fifth of the canvas
+    and every corner a real turn (no plain line); its drawings differ a little, the same for the same
+    seed."""
+    import math
+    import random
+
+    from siamese_lit.data.nondigits import CANVAS, _polyline_controls, polyline_glyph
+
+    def draw(seed: int) -> tuple[list, list[torch.Tensor]]:
+        rng = random.Random(seed)
+        paths, glyphs = [], []
+        for _ in range(20):
+            p = _polyline_controls(rng)
+            paths.append(p)
+            glyphs += [polyline_glyph(p, rng), polyline_glyph(p, rng)]
+        return paths, glyphs
+
+    paths, glyphs = draw(0)
+    assert all(3 <= len(p[0]) <= 5 for p in paths)
+    branched = [p for p in paths if len(p) == 2]
+    assert 0 < len(branched) < len(paths) and all(len(p) <= 2 for p in paths)
+    assert all(2 <= len(branch) <= 3 and branch[0] in main for main, branch in branched)
+    for path in (path for p in paths for path in p):
+        for (ax, ay), (bx, by) in zip(path, path[1:], strict=False):
+            assert math.hypot(bx - ax, by - ay) >= CANVAS / 5
+        for (ax, ay), (bx, by), (cx, cy) in zip(path, path[1:], path[2:], strict=False):
+            turn = abs(
+                math.remainder(math.atan2(cy - by, cx - bx) - math.atan2(by - ay, bx - ax), 2 * math.pi)
+            )
+            assert math.radians(35) <= turn <= math.radians(145)
+    assert all(g.dtype == torch.uint8 and g.shape == (28, 28) and int(g.max()) == 255 for g in glyphs)
+    assert all(torch.equal(a, b) for a, b in zip(glyphs, draw(0)[1], strict=True))
+    assert not torch.equal(glyphs[0], glyphs[1])  # two drawings of one glyph: the vertices moved
