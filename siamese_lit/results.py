@@ -5,7 +5,8 @@ evaluate run dir (holding report.json) or a bench JSON file (outputs/bench/). Th
 figure as mean ± sample std over the runs of the same experiment, with the commit(s) and date(s)
 the runs were made at and the command that made them; nothing in them is typed by hand. The seeds
 of an experiment may come from several multirun dirs: jobs with the same overrides, the seed (or
-open-set split) aside, are one row.
+open-set split) aside, are one row, unless a seed ran again at another commit (the experiment's
+config may have changed in between): then each commit has its row.
 
 The sources are read only through bounded readers (siamese_lit.reports.sources): a file that cannot
 be read is named on one line of stderr with the reason, and the tables are made from the rest; the
@@ -19,7 +20,7 @@ import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from omegaconf import DictConfig
 
@@ -36,6 +37,8 @@ from siamese_lit.reports.sweep_dir import (
 from siamese_lit.utils.errors import DataError, check
 from siamese_lit.utils.files import write_atomic
 from siamese_lit.utils.tables import flatten, markdown_table
+
+T = TypeVar("T")
 
 #: the test figures each kind of experiment is judged by
 TRAIN_FIGURES = {
@@ -120,17 +123,43 @@ def _figures(source: SweepSource) -> list[str] | None:
     return TRAIN_FIGURES["siamese" if "Siamese" in target else "classifier"]
 
 
-def _repeated(jobs: list[Job]) -> list[str]:
-    """The seeds (or splits) that more than one of `jobs` ran, as overrides (`seed=2`)."""
-    counts = Counter(tuple((k, job.overrides[k]) for k in REPLICATES if k in job.overrides) for job in jobs)
-    return [" ".join(f"{k}={v}" for k, v in key) or "the config's seed" for key, n in counts.items() if n > 1]
+def _replicate(overrides: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """Which replicate a job is: its seed (or split) overrides."""
+    return tuple((k, overrides[k]) for k in REPLICATES if k in overrides)
+
+
+def _repeated(replicates: list[tuple[tuple[str, str], ...]]) -> list[str]:
+    """The seeds (or splits) that occur more than once in `replicates`, as overrides (`seed=2`)."""
+    return [
+        " ".join(f"{k}={v}" for k, v in key) or "the config's seed"
+        for key, n in Counter(replicates).items()
+        if n > 1
+    ]
+
+
+def by_commit(members: list[T], replicate: Callable[[T], Any], commit: Callable[[T], str]) -> list[list[T]]:
+    """The runs of one row, split by the commit they ran at when a seed (or split) ran more than once
+    among them: the same overrides at another commit may be another experiment (its config changed
+    in between), and a row must not average the two. One group when no seed repeats, so seeds swept
+    at several commits still make one row."""
+    if not _repeated([replicate(m) for m in members]):
+        return [members]
+    groups: dict[str, list[T]] = {}
+    for member in members:
+        groups.setdefault(commit(member), []).append(member)
+    return list(groups.values())
+
+
+def _commit(source: SweepSource, job: Job) -> str:
+    return source.provenances.get(job.name, {}).get("commit", "unknown")
 
 
 def train_table(sweeps: list[SweepSource], warn: Callable[[str], None]) -> list[str]:
     """One row per experiment (its name, epochs and overrides but the seed or split), over every job
     of the sources that ran it: seeds swept in one multirun or in several (`seed=0,1` then
-    `seed=2`) make one row. Its figures, mean ± std, and where they were measured; a seed or split
-    that ran more than once is counted each time, and `warn` says so."""
+    `seed=2`) make one row, split by commit where a seed ran again at another (`by_commit`). Its
+    figures, mean ± std, and where they were measured; a seed or split that ran more than once at
+    one commit is counted each time, and `warn` says so."""
     pooled: dict[tuple[Any, ...], list[tuple[SweepSource, Job]]] = {}
     for source in sweeps:
         experiment = source.setting("task_name", str) or shown(Path(source.path.name))
@@ -140,17 +169,20 @@ def train_table(sweeps: list[SweepSource], warn: Callable[[str], None]) -> list[
                 key = (experiment, epochs, replicate_key(job.overrides))
                 pooled.setdefault(key, []).append((source, job))
     rows = []
-    for (experiment, epochs, overrides), members in pooled.items():
-        done = [(source, job) for source, job in members if job.status == "ok"]
+    for (experiment, epochs, overrides), pool in pooled.items():
+        ran = [(source, job) for source, job in pool if job.status == "ok"]
         shown_overrides = " ".join(f"{k}={v}" for k, v in overrides)
-        for replicate in _repeated([job for _, job in done]):
-            row = " ".join(filter(None, [f"`{experiment}`", shown_overrides]))
-            warn(f"{row}: {replicate} ran more than once, each run counted")
-        stats = replicate_stats([job for _, job in members])
-        wanted = _figures(members[0][0]) or sorted(m for m in stats if m.startswith("test/"))
-        figures = [f"{m.removeprefix('test/')} {mean_std(*stats[m])}" for m in wanted if m in stats]
-        where = _where([source.provenances[job.name] for source, job in done])
-        rows.append([f"`{experiment}`", epochs, "; ".join(figures), f"`{shown_overrides}`", where])
+        for done in (
+            by_commit(ran, lambda m: _replicate(m[1].overrides), lambda m: _commit(*m)) if ran else [[]]
+        ):
+            for replicate in _repeated([_replicate(job.overrides) for _, job in done]):
+                row = " ".join(filter(None, [f"`{experiment}`", shown_overrides]))
+                warn(f"{row}: {replicate} ran more than once, each run counted")
+            stats = replicate_stats([job for _, job in done])
+            wanted = _figures(pool[0][0]) or sorted(m for m in stats if m.startswith("test/"))
+            figures = [f"{m.removeprefix('test/')} {mean_std(*stats[m])}" for m in wanted if m in stats]
+            where = _where([source.provenances[job.name] for source, job in done])
+            rows.append([f"`{experiment}`", epochs, "; ".join(figures), f"`{shown_overrides}`", where])
     header = [
         "experiment",
         "epochs",
@@ -162,19 +194,28 @@ def train_table(sweeps: list[SweepSource], warn: Callable[[str], None]) -> list[
 
 
 def eval_table(reports: list[dict[str, Any]]) -> list[str]:
-    """One row per experiment whose checkpoints were evaluated: each figure, mean ± std over them."""
+    """One row per experiment whose checkpoints were evaluated: each figure, mean ± std over them;
+    split by the commit the checkpoints were trained at when a seed was trained more than once
+    (`by_commit`), each such row naming it."""
     by_experiment: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for report in reports:
         by_experiment[report["experiment"]].append(report)
     rows = []
-    for experiment, group in by_experiment.items():
-        cells = [
-            _stats([v for r in group if (v := _select(r, path)) is not None]) for _, path in EVAL_FIGURES
-        ]
-        rows.append([f"`{experiment}`", *cells, _where([r.get("provenance", {}) for r in group])])
+    for experiment, reported in by_experiment.items():
+        groups = by_commit(reported, lambda r: _replicate(r["trained"]["overrides"]), _trained_at)
+        for group in groups:
+            cells = [
+                _stats([v for r in group if (v := _select(r, path)) is not None]) for _, path in EVAL_FIGURES
+            ]
+            name = f"`{experiment}`" + (f" trained at {_trained_at(group[0])}" if len(groups) > 1 else "")
+            rows.append([name, *cells, _where([r.get("provenance", {}) for r in group])])
     return markdown_table(
         ["checkpoints of", *(name for name, _ in EVAL_FIGURES), "commit (date); device"], rows
     )
+
+
+def _trained_at(report: dict[str, Any]) -> str:
+    return report["trained"]["provenance"].get("commit", "unknown")
 
 
 def bench_table(results: list[dict[str, Any]]) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from siamese_lit.reports.bounded import UnreadableFile, load_json, load_yaml, select
-from siamese_lit.reports.sweep_dir import Sweep, read_sweep
+from siamese_lit.reports.sweep_dir import Sweep, read_overrides, read_sweep
 
 #: the provenance fields a table shows (siamese_lit.runs.provenance), and how long a text one may be
 PROVENANCE_TEXT = ("commit", "date", "device")
@@ -153,8 +153,25 @@ class _Reader:
             "experiment": name,
             "source": shown(path),
             "provenance": provenance(report.get("provenance")),
+            "trained": self._training(run_dir),
         }
         self.sources.reports.append(report)
+
+    def _training(self, run_dir: Path) -> dict[str, Any]:
+        """The overrides and provenance of the training job a checkpoint comes from (empty where
+        its files are missing or unreadable: the report is then grouped by its experiment alone)."""
+        trained: dict[str, Any] = {"overrides": {}, "provenance": {}}
+        if _exists(overrides := run_dir / ".hydra" / "overrides.yaml"):
+            try:
+                trained["overrides"] = read_overrides(run_dir)
+            except UnreadableFile as exc:
+                self.skip(overrides, str(exc))
+        if _exists(made := run_dir / "provenance.json"):
+            try:
+                trained["provenance"] = provenance(_object(made))
+            except UnreadableFile as exc:
+                self.skip(made, str(exc))
+        return trained
 
     def bench(self, path: Path) -> None:
         try:

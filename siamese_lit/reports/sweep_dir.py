@@ -54,7 +54,7 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     return data
 
 
-def _read_overrides(job_dir: Path) -> dict[str, str]:
+def read_overrides(job_dir: Path) -> dict[str, str]:
     overrides = load_yaml(job_dir / ".hydra" / "overrides.yaml")  # bounded; Unreadable otherwise
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         raise Unreadable("overrides.yaml is not a list of key=value overrides")
@@ -69,7 +69,7 @@ def _metric(value: Any) -> float | None:
 
 def read_job(job_dir: Path) -> Job:
     try:
-        overrides = _read_overrides(job_dir)
+        overrides = read_overrides(job_dir)
     except Unreadable as exc:
         return Job(job_dir.name, {}, {}, "unreadable", str(exc))
     metrics_file, error_file = job_dir / "metrics.json", job_dir / ERROR_FILE

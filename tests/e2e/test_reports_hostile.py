@@ -154,6 +154,15 @@ def _device_and_forged_rows(tmp: Path, sweep: Path, config: str) -> tuple[list[P
     return [copy, _write(tmp / "bench.json", json.dumps(bench))], [zero]
 
 
+def _trained_run_files(tmp: Path, sweep: Path, config: str) -> tuple[list[Path], list[Path]]:
+    """An evaluated checkpoint whose training job left a billion-laughs overrides.yaml and a
+    provenance.json that is /dev/zero: both named, the report still tabled under its experiment."""
+    evaluated = _evaluate_dir(tmp, config, {"gallery": {"knn": {"accuracy": 0.9}}})
+    overrides = _write(tmp / "run" / ".hydra" / "overrides.yaml", _billion_laughs())
+    (zero := tmp / "run" / "provenance.json").symlink_to("/dev/zero")
+    return [evaluated], [overrides, zero]
+
+
 SOURCES = [
     Source("bare", _bare, 0),
     Source("secret-in-config", _secret, 0),
@@ -165,6 +174,7 @@ SOURCES = [
     Source("report-is-a-list", _report_list, 2),
     Source("report-lacks-fields", _report_fields, 2),
     Source("dev-zero-and-forged-rows", _device_and_forged_rows, 0),
+    Source("trained-run-files", _trained_run_files, 0),
 ]
 IDS = [source.id for source in SOURCES]
 #: how long a case may run before it counts as hung (a safety net, not a speed requirement)
@@ -231,8 +241,16 @@ def test_tables_hold_what_could_be_read(table: Table) -> None:
     job config's task_name is an interpolation or missing, and no row forged by a line break."""
     rows = {
         id: [line for line in table.out[id].read_text().splitlines() if line.startswith("| `")]
-        for id in ("bare", "secret-in-config", "billion-laughs-config", "sweep-without-config")
+        for id in (
+            "bare",
+            "secret-in-config",
+            "billion-laughs-config",
+            "sweep-without-config",
+            "trained-run-files",
+        )
     }
+    assert rows["trained-run-files"] == [rows["trained-run-files"][0]]
+    assert rows["trained-run-files"][0].startswith("| `siamese` |  | 0.9 ± n/a (n=1) |")
     assert rows["bare"][0].startswith("| `siamese` | 5 | auroc 0.975 ± 0.0071 (n=2)")
     assert rows["billion-laughs-config"][0].startswith("| `siamese` | 5 | auroc 0.975")  # job 1's config
     assert rows["secret-in-config"][0].startswith("| `sweep` | 5 | auroc 0.975")

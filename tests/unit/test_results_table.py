@@ -3,6 +3,7 @@ of the sources that ran it, however the seeds were swept."""
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 
@@ -13,13 +14,17 @@ from siamese_lit.summarize import summarize
 from tests.helpers.worlds import sweep_dir
 
 
-def _seeds(root: Path, aurocs: dict[int, float], *overrides: str) -> Path:
-    """A multirun of `siamese_unseen` over the seeds of `aurocs`, as `train -m seed=...` leaves it."""
+def _seeds(root: Path, aurocs: dict[int, float], *overrides: str, commit: str = "") -> Path:
+    """A multirun of `siamese_unseen` over the seeds of `aurocs`, as `train -m seed=...` leaves it
+    (at `commit`, when given: each job's provenance.json)."""
     jobs = {
         str(i): {"overrides": [*overrides, f"seed={seed}"], "metrics": {"test/auroc": auroc}}
         for i, (seed, auroc) in enumerate(aurocs.items())
     }
-    return sweep_dir(root, jobs, task_name="siamese_unseen", trainer={"max_epochs": 10})
+    made = sweep_dir(root, jobs, task_name="siamese_unseen", trainer={"max_epochs": 10})
+    for name in jobs if commit else ():
+        (made / name / "provenance.json").write_text(json.dumps({"commit": commit, "date": "2026-12-04"}))
+    return made
 
 
 def _rows(text: str) -> list[str]:
@@ -52,9 +57,50 @@ def test_a_seed_run_twice_is_counted_twice_and_said(tmp_path: Path) -> None:
     assert warnings == ["`siamese_unseen`: seed=1 ran more than once, each run counted"]
 
 
+def test_the_same_seeds_at_another_commit_are_another_row(tmp_path: Path) -> None:
+    """The same overrides at another commit may be another experiment (its config changed in
+    between): seeds run again there make a row of their own; seeds that only add to the first
+    (seed 2 later) still join its row."""
+    before = _seeds(tmp_path / "before", {0: 0.88, 1: 0.90}, commit="aaaaaaa")
+    after = _seeds(tmp_path / "after", {0: 0.93, 1: 0.95}, commit="bbbbbbb")
+    warnings: list[str] = []
+    rows = _rows(results([before, after], warn=warnings.append))
+    assert len(rows) == 2 and not warnings
+    assert "auroc 0.89 ± " in rows[0] and "aaaaaaa" in rows[0] and "bbbbbbb" not in rows[0]
+    assert "auroc 0.94 ± " in rows[1] and "bbbbbbb" in rows[1]
+    later = _seeds(tmp_path / "later", {2: 0.92}, commit="ccccccc")
+    (row,) = _rows(results([before, later], warn=warnings.append))
+    assert "(n=3)" in row and "aaaaaaa, ccccccc" in row and not warnings
+
+
 @pytest.mark.parametrize("seeds", [{0: 0.8, 1: 0.9}, {3: 0.8}])
 def test_summarize_has_a_seed_section_only_when_seeds_vary(tmp_path: Path, seeds: dict[int, float]) -> None:
     sweep = _seeds(tmp_path / "sweep", seeds)
     _, text = summarize(sweep)
     assert ("## Over seeds" in text) == (len(seeds) > 1)
     assert (sweep / "summary_seeds.csv").exists() == (len(seeds) > 1)
+
+
+def test_evaluations_of_a_seed_trained_at_two_commits_are_two_rows() -> None:
+    """The eval table splits an experiment's checkpoints by the commit they were trained at when a
+    seed was trained more than once, and names that commit; otherwise one row."""
+    from siamese_lit.results import eval_table
+
+    def report(seed: int, commit: str, auroc: float) -> dict:
+        trained = {"overrides": {"seed": str(seed)}, "provenance": {"commit": commit}}
+        return {
+            "experiment": "siamese_robust",
+            "rejection": {"nondigits": {"auroc": auroc}},
+            "provenance": {"commit": "eeeeeee"},
+            "trained": trained,
+        }
+
+    def rows(reports: list[dict]) -> list[str]:
+        return [line for line in eval_table(reports) if line.startswith("| `siamese_robust`")]
+
+    split = rows([report(0, "aaaaaaa", 0.990), report(1, "aaaaaaa", 0.992), report(0, "bbbbbbb", 0.996)])
+    assert len(split) == 2
+    assert split[0].startswith("| `siamese_robust` trained at aaaaaaa |") and "0.991 ± " in split[0]
+    assert split[1].startswith("| `siamese_robust` trained at bbbbbbb |") and "0.996 ± n/a (n=1)" in split[1]
+    (row,) = rows([report(0, "aaaaaaa", 0.990), report(1, "bbbbbbb", 0.992)])
+    assert row.startswith("| `siamese_robust` |") and "(n=2)" in row
