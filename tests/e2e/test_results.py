@@ -45,7 +45,10 @@ def test_the_eval_table_groups_reports_by_the_checkpoints_experiment(seeds: Path
     overrides = [f"ckpt_path={ckpt}", "device=cpu", "robustness.corruptions=[lowres_8,shear]"]
     overrides += ["data.test_size=500", "data.gallery_size=500", "data.val_size=500", "data.eval_pairs=500"]
     report = evaluate(compose_cfg(overrides, out, config_name="eval"))
-    row = next(line for line in results([out]).splitlines() if line.startswith("| `siamese` |"))
+    row = next(line for line in results([out]).splitlines() if line.startswith("| `siamese` `"))
+    assert (
+        "seed=" not in row.split("|")[1] and "trainer.max_epochs=" in row.split("|")[1]
+    )  # the job's overrides
     assert f"{report['gallery']['knn']['accuracy']:.4g} ± n/a (n=1)" in row
     assert f"{report['robustness']['means']['all']['knn_acc']:.4g} ± n/a (n=1)" in row
     assert f"{report['rejection']['nondigits']['auroc']:.4g} ± n/a (n=1)" in row

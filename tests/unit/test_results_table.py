@@ -104,3 +104,9 @@ def test_evaluations_of_a_seed_trained_at_two_commits_are_two_rows() -> None:
     assert split[1].startswith("| `siamese_robust` trained at bbbbbbb |") and "0.996 ± n/a (n=1)" in split[1]
     (row,) = rows([report(0, "aaaaaaa", 0.990), report(1, "bbbbbbb", 0.992)])
     assert row.startswith("| `siamese_robust` |") and "(n=2)" in row
+    longer = report(0, "aaaaaaa", 0.997)
+    longer["trained"]["overrides"]["trainer.max_epochs"] = "10"  # another experiment: a row of its own
+    five, ten = rows([report(0, "aaaaaaa", 0.990), longer])
+    assert five.startswith("| `siamese_robust` |") and ten.startswith(
+        "| `siamese_robust` `trainer.max_epochs=10` |"
+    )
