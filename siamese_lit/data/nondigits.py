@@ -95,6 +95,11 @@ def _key(*parts: object) -> str:
     return hashlib.sha256(repr((VERSION, *parts)).encode()).hexdigest()[:16]
 
 
+def _in_mnist_form(image: Any) -> Tensor:
+    """A drawn CANVAS x CANVAS greyscale PIL image as a (28, 28) digit-style tensor (to_mnist)."""
+    return to_mnist(torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(CANVAS, CANVAS))
+
+
 def _glyph(font_path: Path, char: str, rng: random.Random) -> Tensor | None:
     """One character of one font as a (28, 28) digit-style image; None when the font lacks it."""
     from PIL import Image, ImageDraw, ImageFont
@@ -115,7 +120,7 @@ def _glyph(font_path: Path, char: str, rng: random.Random) -> Tensor | None:
     draw.text((x, y), char, fill=0, font=font)
     image = image.rotate(rng.uniform(-12, 12), fillcolor=255)
     try:
-        return to_mnist(torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(CANVAS, CANVAS))
+        return _in_mnist_form(image)
     except ImageError:  # nothing drawn
         return None
 
@@ -179,7 +184,7 @@ def _shape(kind: str, rng: random.Random) -> Tensor:
             (rng.uniform(16, CANVAS - 16), rng.uniform(16, CANVAS - 16)) for _ in range(rng.randint(6, 12))
         ]
         draw.line(pts, fill=255, width=width, joint="curve")
-    return to_mnist(torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(CANVAS, CANVAS))
+    return _in_mnist_form(image)
 
 
 def _stroke_controls(rng: random.Random) -> list[list[tuple[float, float]]]:
@@ -208,7 +213,7 @@ def stroke_glyph(controls: list[list[tuple[float, float]]], rng: random.Random) 
             for t in (i / 24 for i in range(25))
         ]
         draw.line(curve, fill=255, width=width, joint="curve")
-    return to_mnist(torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(CANVAS, CANVAS))
+    return _in_mnist_form(image)
 
 
 def _polyline_controls(rng: random.Random) -> list[list[tuple[float, float]]]:
@@ -257,7 +262,7 @@ def polyline_glyph(paths: list[list[tuple[float, float]]], rng: random.Random) -
         for x, y in path:
             moved.setdefault((x, y), (x + rng.gauss(0, 3), y + rng.gauss(0, 3)))
         draw.line([moved[v] for v in path], fill=255, width=width, joint="curve")
-    return to_mnist(torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(CANVAS, CANVAS))
+    return _in_mnist_form(image)
 
 
 @dataclass(frozen=True)
