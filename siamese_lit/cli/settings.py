@@ -85,9 +85,11 @@ def check_run(cfg: Any) -> None:
     check_runs_here(OmegaConf.select(cfg, "trainer.precision"), accelerator, "trainer.precision")
     for key in ("data.mean", "data.std"):
         check_finite(OmegaConf.select(cfg, key), key)
-    knn_k, gallery = OmegaConf.select(cfg, "model.knn_k"), OmegaConf.select(cfg, "data.gallery_size")
-    if isinstance(knn_k, int) and isinstance(gallery, int):
-        check_knn_k(knn_k, gallery, "model.knn_k (with data.gallery_size)")
+    knn_k = OmegaConf.select(cfg, "model.knn_k")
+    for key in ("data.gallery_size", "data.reference_size"):
+        gallery = OmegaConf.select(cfg, key)
+        if isinstance(knn_k, int) and isinstance(gallery, int):
+            check_knn_k(knn_k, gallery, f"model.knn_k (with {key})")
 
 
 def check_evaluate(cfg: Any) -> None:

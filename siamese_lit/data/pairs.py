@@ -48,6 +48,10 @@ class PairDataModule(MNISTDataModule):
         pairs_per_epoch: training pairs or triplets per epoch (None = one per training image).
         eval_pairs: fixed pairs drawn from the val and from the test images.
         gallery_size: labelled training images the k-NN and prototype metrics compare with.
+        reference_size: labelled training images of the validation's gallery, None = `gallery_size`:
+            the references the validation's k-NN figures and the rejection score measure against,
+            kept in the checkpoint (siamese_lit.evaluation.openset.Rejection); more than there are
+            training images of the digits: all of them.
         new_classes: (two-view batches) symmetries of the square (siamese_lit.data.augment.SYMMETRIES)
             that make new training classes of the digits: each image is left as it is or
             mirrored/turned, both views alike, and labelled (class, symmetry): the glyph classes
@@ -74,6 +78,7 @@ class PairDataModule(MNISTDataModule):
         pairs_per_epoch: int | None = None,
         eval_pairs: int = 10_000,
         gallery_size: int = 10_000,
+        reference_size: int | None = None,
         new_classes: Sequence[str] = (),
         open_set: bool = False,
         glyph_classes: bool = False,
@@ -96,6 +101,10 @@ class PairDataModule(MNISTDataModule):
         check(pairs_per_epoch is None or pairs_per_epoch >= 1, "data.pairs_per_epoch must be >= 1 or null.")
         check(eval_pairs >= 2, f"data.eval_pairs must be >= 2, got {eval_pairs}.")
         check(gallery_size >= 1, f"data.gallery_size must be >= 1, got {gallery_size}.")
+        check(
+            reference_size is None or reference_size >= 1,
+            f"data.reference_size must be >= 1 or null, got {reference_size}.",
+        )
         self.kind: BatchKind | None = BATCHES[batches](new_classes) if batches else None
         check(
             self.kind is None or not self.kind.needs_augmentation or self.augment is not None,
@@ -104,6 +113,7 @@ class PairDataModule(MNISTDataModule):
         )
         self.similar_fraction, self.pairs_per_epoch = similar_fraction, pairs_per_epoch
         self.num_eval_pairs, self.gallery_size, self.open_set = eval_pairs, gallery_size, open_set
+        self.reference_size = gallery_size if reference_size is None else reference_size
         check(
             not glyph_classes or (self.kind is not None and self.kind.needs_augmentation),
             "data.glyph_classes adds classes to two-view batches: a views objective.",
@@ -157,10 +167,12 @@ class PairDataModule(MNISTDataModule):
 
     def _gallery(self, split: str) -> tuple[Tensor, Tensor]:
         """Labelled training images of the split's digits (on test with `open_set`, of the training
-        digits): references never used as queries."""
+        digits): references never used as queries; `reference_size` of them for validation."""
         classes = self.test_classes if split == "test" and not self.open_set else self.classes
         x, y = self.splits["train_all"]
-        return self._subset(x, y, classes, self.gallery_size, 21 if split == "test" else 22)
+        if split == "test":
+            return self._subset(x, y, classes, self.gallery_size, 21)
+        return self._subset(x, y, classes, self.reference_size, 22)
 
     def eval_set(self, split: str) -> EvalSet:
         """The images, labels and fixed pairs of `split` ("val" or "test")."""

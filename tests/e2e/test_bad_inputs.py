@@ -125,6 +125,12 @@ CASES = [
     case("test-size-negative", "train", [*TRAIN, "data.test_size=-5"], r"data\.test_size must be >= 1"),
     case("val-size-0", "train", [*TRAIN, "data.val_size=0"], r"data\.val_size must be in 1\.\.59999"),
     case("eval-pairs-0", "train", [*TRAIN, "data.eval_pairs=0"], r"data\.eval_pairs must be >= 2"),
+    case(
+        "references-below-knn-k",
+        "train",
+        [*TRAIN, "data.reference_size=3"],
+        r"model\.knn_k \(with data\.reference_size\) must be in 1\.\.3",
+    ),
     # 3. values of the wrong type or range, config errors
     case(
         "margin-abc",

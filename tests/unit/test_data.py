@@ -314,6 +314,28 @@ def test_an_open_set_tests_all_digits_against_a_gallery_of_the_known_ones(data_d
     assert set(dm.splits["test"][1].unique().tolist()) == set(range(10))
 
 
+def test_reference_size_sizes_the_validation_gallery_only(data_dir: Path) -> None:
+    """data.reference_size: the validation's gallery (the rejection's references) takes that many
+    training digits, all of them when it is more, none of them a validation image; the test gallery
+    keeps gallery_size; below 1 is a config error."""
+    dm = PairDataModule(
+        str(data_dir), download=False, eval_pairs=1000, gallery_size=500, reference_size=70_000
+    )
+    dm.setup("fit")
+    (gx, gy), (tx, _), (ax, ay) = dm.splits["val_gallery"], dm.splits["test_gallery"], dm.splits["train_all"]
+    assert len(gy) == len(ay) == 55_000 and torch.equal(gx, ax)
+    assert len(tx) == 500
+    val = {bytes(img.flatten().tolist()) for img in dm.splits["val"][0][:200]}
+    assert not val & {bytes(img.flatten().tolist()) for img in gx}
+    fewer = PairDataModule(
+        str(data_dir), download=False, eval_pairs=1000, gallery_size=500, reference_size=800
+    )
+    fewer.setup("fit")
+    assert len(fewer.splits["val_gallery"][1]) == 800 and len(fewer.splits["test_gallery"][1]) == 500
+    with pytest.raises(ConfigError, match="data.reference_size"):
+        PairDataModule(str(data_dir), download=False, reference_size=0)
+
+
 def test_glyph_classes_join_the_training_batches_only(data_dir: Path, tmp_path: Path) -> None:
     """data.glyph_classes: the DejaVu glyphs, stroke and polyline glyphs become classes 10.. of the two-view
     training batches (a run cut by train_size takes them in the same proportion); the validation
