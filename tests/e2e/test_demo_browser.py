@@ -32,6 +32,7 @@ ROBUST = [
     "data.eval_batch_size=500",
     "data.eval_pairs=1000",
     "data.gallery_size=1000",
+    "data.reference_size=1000",
     "model.oneshot_episodes=10",
     "trainer.max_epochs=1",
     "trainer.accelerator=cpu",

@@ -31,7 +31,13 @@ TINY = [
     "callbacks.rich_progress_bar=null",
     "callbacks.model_summary=null",
 ]
-TINY_SIAMESE = [*TINY, "data.eval_pairs=1000", "data.gallery_size=1000", "model.oneshot_episodes=10"]
+TINY_SIAMESE = [
+    *TINY,
+    "data.eval_pairs=1000",
+    "data.gallery_size=1000",
+    "data.reference_size=1000",  # siamese_robust's: every training digit (55k)
+    "model.oneshot_episodes=10",
+]
 SMALL_NET = ["model.net.hidden_size=32", "model.net.num_layers=1"]
 # smaller than TINY_SIAMESE: for whole CLI runs, several per test (sweeps, SLURM, results)
 SMALLER = {
