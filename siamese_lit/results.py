@@ -194,15 +194,18 @@ def train_table(sweeps: list[SweepSource], warn: Callable[[str], None]) -> list[
 
 
 def eval_table(reports: list[dict[str, Any]]) -> list[str]:
-    """One row per experiment whose checkpoints were evaluated (its name and the training overrides
-    but the seed or split, as the train table's rows): each figure, mean ± std over them; split by
-    the commit the checkpoints were trained at when a seed was trained more than once
+    """One row per experiment whose checkpoints were evaluated (its name, the epochs and the training
+    overrides but the seed or split, as the train table's rows): each figure, mean ± std over them;
+    split by the commit the checkpoints were trained at when a seed was trained more than once
     (`by_commit`), each such row naming it."""
     by_experiment: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
     for report in reports:
-        by_experiment[(report["experiment"], replicate_key(report["trained"]["overrides"]))].append(report)
+        trained = report["trained"]
+        by_experiment[
+            (report["experiment"], trained.get("epochs"), replicate_key(trained["overrides"]))
+        ].append(report)
     rows = []
-    for (experiment, overrides), reported in by_experiment.items():
+    for (experiment, epochs, overrides), reported in by_experiment.items():
         groups = by_commit(reported, lambda r: _replicate(r["trained"]["overrides"]), _trained_at)
         shown_overrides = " ".join(one_line(f"{k}={v}") for k, v in overrides)
         for group in groups:
@@ -211,9 +214,9 @@ def eval_table(reports: list[dict[str, Any]]) -> list[str]:
             ]
             name = " ".join(filter(None, [f"`{experiment}`", shown_overrides and f"`{shown_overrides}`"]))
             name += f" trained at {_trained_at(group[0])}" if len(groups) > 1 else ""
-            rows.append([name, *cells, _where([r.get("provenance", {}) for r in group])])
+            rows.append([name, epochs, *cells, _where([r.get("provenance", {}) for r in group])])
     return markdown_table(
-        ["checkpoints of", *(name for name, _ in EVAL_FIGURES), "commit (date); device"], rows
+        ["checkpoints of", "epochs", *(name for name, _ in EVAL_FIGURES), "commit (date); device"], rows
     )
 
 

@@ -141,10 +141,14 @@ class _Reader:
         if not isinstance(checkpoint, str) or not checkpoint.strip():
             return self.skip(file, "names no checkpoint: not a report of siamese_lit.evaluate")
         run_dir = Path(checkpoint).parent.parent
-        config, experiment = run_dir / ".hydra" / "config.yaml", None
+        config, experiment, epochs = run_dir / ".hydra" / "config.yaml", None, None
         if _exists(config):
             try:
-                experiment = select(load_yaml(config), "task_name")
+                trained_with = load_yaml(config)
+                experiment, epochs = (
+                    select(trained_with, "task_name"),
+                    select(trained_with, "trainer.max_epochs"),
+                )
             except UnreadableFile as exc:
                 self.skip(config, f"{exc} (the report is grouped under its run dir)")
         name = one_line(experiment) if isinstance(experiment, str) else shown(run_dir)
@@ -153,7 +157,10 @@ class _Reader:
             "experiment": name,
             "source": shown(path),
             "provenance": provenance(report.get("provenance")),
-            "trained": self._training(run_dir),
+            "trained": {
+                **self._training(run_dir),
+                "epochs": epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None,
+            },
         }
         self.sources.reports.append(report)
 

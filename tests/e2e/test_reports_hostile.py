@@ -250,7 +250,9 @@ def test_tables_hold_what_could_be_read(table: Table) -> None:
         )
     }
     assert rows["trained-run-files"] == [rows["trained-run-files"][0]]
-    assert rows["trained-run-files"][0].startswith("| `siamese` |  | 0.9 ± n/a (n=1) |")
+    assert rows["trained-run-files"][0].startswith(
+        "| `siamese` | 5 |  | 0.9 ± n/a (n=1) |"
+    )  # epochs, protocol, k-NN
     assert rows["bare"][0].startswith("| `siamese` | 5 | auroc 0.975 ± 0.0071 (n=2)")
     assert rows["billion-laughs-config"][0].startswith("| `siamese` | 5 | auroc 0.975")  # job 1's config
     assert rows["secret-in-config"][0].startswith("| `sweep` | 5 | auroc 0.975")

@@ -110,3 +110,26 @@ def test_evaluations_of_a_seed_trained_at_two_commits_are_two_rows() -> None:
     assert five.startswith("| `siamese_robust` |") and ten.startswith(
         "| `siamese_robust` `trainer.max_epochs=10` |"
     )
+
+
+def test_evaluations_of_checkpoints_trained_for_other_epochs_are_other_rows() -> None:
+    """The epochs the checkpoints were trained for (their run's config) key the eval table's rows as
+    the train table's: a config that changed its epochs makes another row, with the epochs shown, and
+    its seeds trained at two commits still join (no seed repeats within it)."""
+    from siamese_lit.results import eval_table
+
+    def report(seed: int, commit: str, epochs: int | None, auroc: float) -> dict:
+        trained = {"overrides": {"seed": str(seed)}, "provenance": {"commit": commit}, "epochs": epochs}
+        return {
+            "experiment": "siamese_robust",
+            "rejection": {"nondigits": {"auroc": auroc}},
+            "trained": trained,
+        }
+
+    reports = [report(0, "aaaaaaa", 5, 0.990), report(1, "aaaaaaa", 5, 0.992)]
+    reports += [report(0, "bbbbbbb", 10, 0.996), report(1, "ccccccc", 10, 0.998)]
+    five, ten = (line for line in eval_table(reports) if line.startswith("| `siamese_robust`"))
+    assert five.startswith("| `siamese_robust` | 5 | ") and "0.991 ± " in five and "(n=2)" in five
+    assert ten.startswith("| `siamese_robust` | 10 | ") and "0.997 ± " in ten and "(n=2)" in ten
+    (unknown,) = (line for line in eval_table([report(0, "a", None, 0.99)]) if "siamese_robust" in line)
+    assert unknown.startswith("| `siamese_robust` |  | ")  # a run whose config is unreadable
