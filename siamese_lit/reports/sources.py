@@ -37,12 +37,16 @@ class SweepSource:
     provenances: dict[str, dict[str, Any]]
 
     def setting(self, key: str, kind: type) -> Any:
-        """The config's value at `key` if it is a `kind` (None for anything else, an interpolation
-        included: it is never resolved)."""
-        value = select(self.config, key)
-        if isinstance(value, str):
-            value = one_line(value)
-        return value if isinstance(value, kind) and not isinstance(value, bool) else None
+        return setting(self.config, key, kind)
+
+
+def setting(config: dict[str, Any], key: str, kind: type) -> Any:
+    """A job config's value at `key` if it is a `kind` (None for anything else, an interpolation
+    included: it is never resolved)."""
+    value = select(config, key)
+    if isinstance(value, str):
+        value = one_line(value)
+    return value if isinstance(value, kind) and not isinstance(value, bool) else None
 
 
 @dataclass
@@ -141,25 +145,20 @@ class _Reader:
         if not isinstance(checkpoint, str) or not checkpoint.strip():
             return self.skip(file, "names no checkpoint: not a report of siamese_lit.evaluate")
         run_dir = Path(checkpoint).parent.parent
-        config, experiment, epochs = run_dir / ".hydra" / "config.yaml", None, None
+        config, trained_with = run_dir / ".hydra" / "config.yaml", {}
         if _exists(config):
             try:
                 trained_with = load_yaml(config)
-                experiment, epochs = (
-                    select(trained_with, "task_name"),
-                    select(trained_with, "trainer.max_epochs"),
-                )
             except UnreadableFile as exc:
                 self.skip(config, f"{exc} (the report is grouped under its run dir)")
-        name = one_line(experiment) if isinstance(experiment, str) else shown(run_dir)
         report = {
             **report,
-            "experiment": name,
+            "experiment": setting(trained_with, "task_name", str) or shown(run_dir),
             "source": shown(path),
             "provenance": provenance(report.get("provenance")),
             "trained": {
                 **self._training(run_dir),
-                "epochs": epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None,
+                "epochs": setting(trained_with, "trainer.max_epochs", int),
             },
         }
         self.sources.reports.append(report)
