@@ -19,6 +19,7 @@ import statistics
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,6 +58,20 @@ TRAIN_FIGURES = {
         "test/closed_acc",
     ],
 }
+#: the open-set figures (siamese_lit.evaluation.openset), in the open-set table's order
+OPENSET_FIGURES = ["test/openset_auroc", "test/openset_fpr95", "test/closed_acc"]
+#: the AUROCs published for the benchmark on MNIST, as (method, AUROC, where): the open-set table
+#: sets the measured rows among them (docs/generalisation.md says which were checked, and against what)
+PUBLISHED_OPENSET_AUROC = [
+    ("softmax", 0.978, "Neal et al. 2018"),
+    ("OpenMax", 0.981, "Neal et al. 2018"),
+    ("G-OpenMax", 0.984, "Neal et al. 2018"),
+    ("OSRCI", 0.988, "Neal et al. 2018"),
+    ("C2AE", 0.989, "Oza & Patel 2019"),
+    ("CROSR", 0.991, "Yoshihashi et al. 2019"),
+    ("GFROSR", 0.993, "Perera et al. 2020"),
+    ("ARPL+CS", 0.997, "Chen et al. 2021"),
+]
 #: (column, path in report.json) of the evaluate table
 EVAL_FIGURES = [
     ("protocol correct (article's threshold)", "protocol/thresholds/article/correct"),
@@ -154,12 +169,24 @@ def _commit(source: SweepSource, job: Job) -> str:
     return source.provenances.get(job.name, {}).get("commit", "unknown")
 
 
-def train_table(sweeps: list[SweepSource], warn: Callable[[str], None]) -> list[str]:
+@dataclass
+class TrainRow:
+    """One experiment of the train table: its finished jobs and their figures."""
+
+    experiment: str
+    epochs: int | None
+    overrides: str  # every override but the seed or split, as the table shows them
+    jobs: list[Job]  # the jobs that finished
+    stats: dict[str, tuple[float, float | None, int]]  # each figure's (mean, std, n) over them
+    figures: list[str]  # the figures its kind of experiment is judged by, in order
+    where: str  # commit(s), date(s), device(s)
+
+
+def train_rows(sweeps: list[SweepSource], warn: Callable[[str], None]) -> list[TrainRow]:
     """One row per experiment (its name, epochs and overrides but the seed or split), over every job
     of the sources that ran it: seeds swept in one multirun or in several (`seed=0,1` then
-    `seed=2`) make one row, split by commit where a seed ran again at another (`by_commit`). Its
-    figures, mean ± std, and where they were measured; a seed or split that ran more than once at
-    one commit is counted each time, and `warn` says so."""
+    `seed=2`) make one row, split by commit where a seed ran again at another (`by_commit`). A seed
+    or split that ran more than once at one commit is counted each time, and `warn` says so."""
     pooled: dict[tuple[Any, ...], list[tuple[SweepSource, Job]]] = {}
     for source in sweeps:
         experiment = source.setting("task_name", str) or shown(Path(source.path.name))
@@ -178,11 +205,22 @@ def train_table(sweeps: list[SweepSource], warn: Callable[[str], None]) -> list[
             for replicate in _repeated([_replicate(job.overrides) for _, job in done]):
                 row = " ".join(filter(None, [f"`{experiment}`", shown_overrides]))
                 warn(f"{row}: {replicate} ran more than once, each run counted")
-            stats = replicate_stats([job for _, job in done])
+            jobs = [job for _, job in done]
+            stats = replicate_stats(jobs)
             wanted = _figures(pool[0][0]) or sorted(m for m in stats if m.startswith("test/"))
-            figures = [f"{m.removeprefix('test/')} {mean_std(*stats[m])}" for m in wanted if m in stats]
             where = _where([source.provenances[job.name] for source, job in done])
-            rows.append([f"`{experiment}`", epochs, "; ".join(figures), f"`{shown_overrides}`", where])
+            rows.append(TrainRow(experiment, epochs, shown_overrides, jobs, stats, wanted, where))
+    return rows
+
+
+def train_table(rows: list[TrainRow]) -> list[str]:
+    """Each experiment's figures, mean ± std, and where they were measured."""
+    body = []
+    for row in rows:
+        figures = [
+            f"{m.removeprefix('test/')} {mean_std(*row.stats[m])}" for m in row.figures if m in row.stats
+        ]
+        body.append([f"`{row.experiment}`", row.epochs, "; ".join(figures), f"`{row.overrides}`", row.where])
     header = [
         "experiment",
         "epochs",
@@ -190,7 +228,38 @@ def train_table(sweeps: list[SweepSource], warn: Callable[[str], None]) -> list[
         "overrides",
         "commit (date); device",
     ]
-    return markdown_table(header, rows)
+    return markdown_table(header, body)
+
+
+def _per_split(jobs: list[Job], metric: str) -> str:
+    """`split0 0.9941, split1 0.9928, ...`: a figure of each job, in the order of its split."""
+    values = sorted((j.overrides.get("open_split", "?"), j.metrics.get(metric)) for j in jobs)
+    return ", ".join(f"{split} {value:.4f}" for split, value in values if value is not None)
+
+
+def openset_table(rows: list[TrainRow]) -> list[str]:
+    """The open-set experiments' rows (those with test/openset_auroc) beside the AUROCs the field
+    published for the benchmark (PUBLISHED_OPENSET_AUROC), highest AUROC first."""
+    measured = [row for row in rows if "test/openset_auroc" in row.stats]
+    body: list[tuple[float, list[Any]]] = []
+    for row in measured:
+        name = " ".join(filter(None, [f"`{row.experiment}`", row.overrides and f"`{row.overrides}`"]))
+        figures = [mean_std(*row.stats[m]) if m in row.stats else "" for m in OPENSET_FIGURES[1:]]
+        auroc = row.stats["test/openset_auroc"]
+        cells = [name, row.epochs, mean_std(*auroc), _per_split(row.jobs, "test/openset_auroc"), *figures]
+        body.append((auroc[0], [*cells, f"measured: {row.where}"]))
+    for method, auroc, where in PUBLISHED_OPENSET_AUROC:
+        body.append((auroc, [method, "", f"{auroc:.3f}", "", "", "", f"published: {where}"]))
+    header = [
+        "method",
+        "epochs",
+        "AUROC, known against unknown test digits (mean ± std over splits, n)",
+        "AUROC of each split",
+        "FPR of unknowns at 95% TPR",
+        "closed-set accuracy",
+        "measured (commit, date; device) or published (where)",
+    ]
+    return markdown_table(header, [cells for _, cells in sorted(body, key=lambda b: -b[0])])
 
 
 def eval_table(reports: list[dict[str, Any]]) -> list[str]:
@@ -242,6 +311,7 @@ def results(sources: Sequence[Path], warn: Callable[[str], None] = _warn) -> str
     passed to `warn` too, and counted each time. DataError when nothing usable remains."""
     read = read_sources(list(sources), bench_keys=[key for _, _, key in JSON_KINDS])
     sweeps, benches = read.sweeps, read.benches
+    rows = train_rows(sweeps, warn)
     reports, skipped = [], list(read.skipped)
     for report in read.reports:
         if any(_select(report, path) is not None for _, path in EVAL_FIGURES):
@@ -265,7 +335,21 @@ def results(sources: Sequence[Path], warn: Callable[[str], None] = _warn) -> str
             "",
             "`python -m siamese_lit.train -m +experiment=NAME seed=0,1,2 logger=csv`, whole 10k test set.",
             "",
-            *train_table(sweeps, warn),
+            *train_table(rows),
+            "",
+        ]
+    if any("test/openset_auroc" in row.stats for row in rows):
+        md += [
+            "## Open-set recognition: the field's MNIST benchmark",
+            "",
+            "Neal et al. (2018)'s protocol (siamese_lit.evaluation.openset): 6 known digits, 4 unknown, "
+            "the 5 published splits (`open_split=split0,split1,split2,split3,split4`); a test digit's score "
+            "is its mean distance to the 5 nearest of a gallery of known training digits "
+            "(`data.gallery_size`, 10k). Rows with `data.glyph_classes=True` trained beside auxiliary "
+            "classes (letters, symbols, stroke and "
+            "polyline glyphs: none a digit), which the field reports apart from the like-for-like rows.",
+            "",
+            *openset_table(rows),
             "",
         ]
     if reports:

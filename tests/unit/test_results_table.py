@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from siamese_lit.results import results
+from siamese_lit.results import PUBLISHED_OPENSET_AUROC, results
 from siamese_lit.summarize import summarize
 from tests.helpers.worlds import sweep_dir
 
@@ -71,6 +71,45 @@ def test_the_same_seeds_at_another_commit_are_another_row(tmp_path: Path) -> Non
     later = _seeds(tmp_path / "later", {2: 0.92}, commit="ccccccc")
     (row,) = _rows(results([before, later], warn=warnings.append))
     assert "(n=3)" in row and "aaaaaaa, ccccccc" in row and not warnings
+
+
+def _splits(root: Path, aurocs: dict[int, float], *overrides: str) -> Path:
+    """A multirun of `siamese_openset` over the open-set splits of `aurocs`."""
+    jobs = {
+        str(i): {
+            "overrides": [*overrides, f"open_split=split{split}"],
+            "metrics": {"test/openset_auroc": auroc, "test/openset_fpr95": 0.02, "test/closed_acc": 0.997},
+        }
+        for i, (split, auroc) in enumerate(aurocs.items())
+    }
+    return sweep_dir(root, jobs, task_name="siamese_openset", trainer={"max_epochs": 10})
+
+
+def _section(text: str, heading: str) -> list[str]:
+    lines = text.split(heading, 1)[1].split("\n## ", 1)[0].splitlines()
+    return [line for line in lines if line.startswith("| ") and not line.startswith("| method")]
+
+
+def test_the_open_set_table_sets_the_splits_mean_among_the_published_aurocs(tmp_path: Path) -> None:
+    """The field reports the mean over its 5 splits: one row over them, each split's figure beside it,
+    in the order of the published AUROCs (highest first)."""
+    aurocs = {3: 0.9911, 0: 0.9941, 1: 0.9928, 4: 0.9928, 2: 0.9915}  # run out of the splits' order
+    text = results([_splits(tmp_path / "aux", aurocs, "data.glyph_classes=true")])
+    rows = _section(text, "## Open-set recognition")
+    assert len(rows) == len(PUBLISHED_OPENSET_AUROC) + 1
+    (ours,) = [row for row in rows if row.startswith("| `siamese_openset`")]
+    mean, std = statistics.fmean(aurocs.values()), statistics.stdev(aurocs.values())
+    assert f"| {mean:.4g} ± {std:.2g} (n=5) |" in ours and "`data.glyph_classes=true`" in ours
+    assert "split0 0.9941, split1 0.9928, split2 0.9915, split3 0.9911, split4 0.9928" in ours
+    above = {method for method, auroc, _ in PUBLISHED_OPENSET_AUROC if auroc > mean}
+    assert {row.split(" | ")[0].removeprefix("| ") for row in rows[: rows.index(ours)]} == above
+    shown = [float(row.split(" | ")[2].split(" ")[0]) for row in rows]
+    assert shown == sorted(shown, reverse=True)
+
+
+def test_there_is_no_open_set_table_without_an_open_set_run(tmp_path: Path) -> None:
+    text = results([_seeds(tmp_path / "unseen", {0: 0.93})])
+    assert "## Open-set recognition" not in text and "ARPL" not in text
 
 
 @pytest.mark.parametrize("seeds", [{0: 0.8, 1: 0.9}, {3: 0.8}])
