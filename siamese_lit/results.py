@@ -41,6 +41,8 @@ from siamese_lit.utils.tables import flatten, markdown_table
 
 T = TypeVar("T")
 
+#: the open-set figures (siamese_lit.evaluation.openset), in the open-set table's order
+OPENSET_FIGURES = ["test/openset_auroc", "test/openset_fpr95", "test/closed_acc"]
 #: the test figures each kind of experiment is judged by
 TRAIN_FIGURES = {
     "classifier": ["test/acc"],
@@ -53,13 +55,9 @@ TRAIN_FIGURES = {
         "test/oneshot_acc",
         "test/p_at_1",
         "test/map_at_r",
-        "test/openset_auroc",  # open-set experiments only (siamese_lit.evaluation.openset)
-        "test/openset_fpr95",
-        "test/closed_acc",
+        *OPENSET_FIGURES,  # open-set experiments only
     ],
 }
-#: the open-set figures (siamese_lit.evaluation.openset), in the open-set table's order
-OPENSET_FIGURES = ["test/openset_auroc", "test/openset_fpr95", "test/closed_acc"]
 #: the AUROCs published for the benchmark on MNIST, as (method, AUROC, where): the open-set table
 #: sets the measured rows among them (docs/generalisation.md says which were checked, and against what)
 PUBLISHED_OPENSET_AUROC = [
@@ -237,16 +235,20 @@ def _per_split(jobs: list[Job], metric: str) -> str:
     return ", ".join(f"{split} {value:.4f}" for split, value in values if value is not None)
 
 
+def _open_set(row: TrainRow) -> bool:
+    """Whether the row's runs are of the open-set benchmark (they wrote its AUROC)."""
+    return OPENSET_FIGURES[0] in row.stats
+
+
 def openset_table(rows: list[TrainRow]) -> list[str]:
     """The open-set experiments' rows (those with test/openset_auroc) beside the AUROCs the field
     published for the benchmark (PUBLISHED_OPENSET_AUROC), highest AUROC first."""
-    measured = [row for row in rows if "test/openset_auroc" in row.stats]
     body: list[tuple[float, list[Any]]] = []
-    for row in measured:
+    for row in filter(_open_set, rows):
         name = " ".join(filter(None, [f"`{row.experiment}`", row.overrides and f"`{row.overrides}`"]))
         figures = [mean_std(*row.stats[m]) if m in row.stats else "" for m in OPENSET_FIGURES[1:]]
-        auroc = row.stats["test/openset_auroc"]
-        cells = [name, row.epochs, mean_std(*auroc), _per_split(row.jobs, "test/openset_auroc"), *figures]
+        auroc = row.stats[OPENSET_FIGURES[0]]
+        cells = [name, row.epochs, mean_std(*auroc), _per_split(row.jobs, OPENSET_FIGURES[0]), *figures]
         body.append((auroc[0], [*cells, f"measured: {row.where}"]))
     for method, auroc, where in PUBLISHED_OPENSET_AUROC:
         body.append((auroc, [method, "", f"{auroc:.3f}", "", "", "", f"published: {where}"]))
@@ -338,7 +340,7 @@ def results(sources: Sequence[Path], warn: Callable[[str], None] = _warn) -> str
             *train_table(rows),
             "",
         ]
-    if any("test/openset_auroc" in row.stats for row in rows):
+    if any(map(_open_set, rows)):
         md += [
             "## Open-set recognition: the field's MNIST benchmark",
             "",
@@ -346,8 +348,8 @@ def results(sources: Sequence[Path], warn: Callable[[str], None] = _warn) -> str
             "the 5 published splits (`open_split=split0,split1,split2,split3,split4`); a test digit's score "
             "is its mean distance to the 5 nearest of a gallery of known training digits "
             "(`data.gallery_size`, 10k). Rows with `data.glyph_classes=True` trained beside auxiliary "
-            "classes (letters, symbols, stroke and "
-            "polyline glyphs: none a digit), which the field reports apart from the like-for-like rows.",
+            "classes (letters, symbols, stroke and polyline glyphs: none a digit), which the field "
+            "reports apart from the like-for-like rows.",
             "",
             *openset_table(rows),
             "",
