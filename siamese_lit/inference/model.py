@@ -42,7 +42,7 @@ from siamese_lit.inference.knn import identify
 from siamese_lit.inference.records import GalleryIndex, GalleryIndexError, Match
 from siamese_lit.inference.references import identify_by_references
 from siamese_lit.models.roles import MODEL_ROLES
-from siamese_lit.objectives.distance import Distance
+from siamese_lit.objectives.distance import Distance, centering
 from siamese_lit.utils.errors import CheckpointError, ConfigError, find_user_error
 
 #: The threshold when neither the user nor the checkpoint gives one: the LSTM article's.
@@ -55,7 +55,15 @@ PROTOCOLS = {"knn": 5, "article": 10}
 #: hold them (required, optional); tests/unit/test_inference_model.py checks them against the classes.
 SIAMESE_ARGUMENTS = (
     {"net", "objective", "optimizer"},
-    {"scheduler", "distance", "embedding_dim", "knn_k", "oneshot_episodes", "test_retrieval"},
+    {
+        "scheduler",
+        "distance",
+        "embedding_dim",
+        "knn_k",
+        "oneshot_episodes",
+        "test_retrieval",
+        "center_embeddings",
+    },
 )
 CLASSIFIER_ARGUMENTS = ({"net", "optimizer"}, {"scheduler", "num_classes"})
 SIAMESE_EXPERIMENT = "+experiment=siamese (or another siamese_* experiment)"
@@ -110,18 +118,21 @@ class Comparison:
 
 
 class EmbeddingNet(nn.Module):
-    """The encoder and its distance, as LitSiamese holds them (`net`, `threshold`, `rejection`: the
-    same state dict names, so the same fingerprint): normalised images -> the model's embeddings, in
-    float32, as the distance measures them (unit vectors under the cosine distance)."""
+    """The encoder, its centring and its distance, as LitSiamese holds them (`net`, `centering`,
+    `threshold`, `rejection`: the same state dict names, so the same fingerprint): normalised images
+    -> the model's embeddings, in float32, as the distance measures them (centred when the model
+    was trained with `center_embeddings`, unit vectors under the cosine distance)."""
 
-    def __init__(self, net: nn.Module, distance: Distance) -> None:
+    def __init__(self, net: nn.Module, distance: Distance, center_embeddings: bool = False) -> None:
         super().__init__()
         self.net, self.distance = net, distance
+        dim = int(getattr(net, "out_dim", 0) or 0)
+        self.centering = centering(dim, center_embeddings)
         self.register_buffer("threshold", torch.tensor(float("nan")))
-        self.rejection = Rejection(int(getattr(net, "out_dim", 0) or 0))
+        self.rejection = Rejection(dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.distance.prepare(self.net(x).float())
+        return self.distance.prepare(self.centering(self.net(x).float()))
 
 
 def _kind(hparams: dict[str, Any]) -> str | None:
@@ -339,4 +350,9 @@ def _build(hparams: dict[str, Any], where: str) -> EmbeddingNet:
             f"{where}: model.embedding_dim={dim} but the encoder outputs {net.out_dim} (an edited "
             "checkpoint)."
         )
-    return EmbeddingNet(net, distance)
+    center = hparams.get("center_embeddings", False)
+    if not isinstance(center, bool):
+        raise CheckpointError(
+            f"{where}: model.center_embeddings is {center!r}, not true or false (an edited checkpoint)."
+        )
+    return EmbeddingNet(net, distance, center)

@@ -50,7 +50,8 @@ class ExportError(SiameseLitError):
 
 
 class PixelEncoder(nn.Module):
-    """Pixels in [0, 1] (B, 28, 28) -> the model's embeddings (B, D): normalisation, encoder, distance.
+    """Pixels in [0, 1] (B, 28, 28) -> the model's embeddings (B, D): normalisation, encoder, centring,
+    distance.
 
     The batch goes through the encoder with one blank digit appended and removed after, so that the
     encoder never sees a batch of 0 (onnxruntime's kernels abort the process on one); each digit is
@@ -60,6 +61,7 @@ class PixelEncoder(nn.Module):
     def __init__(self, model: nn.Module, mean: float, std: float) -> None:
         super().__init__()
         self.net, self.distance = model.net, model.distance
+        self.centering = getattr(model, "centering", nn.Identity())
         self.normalization = Normalization(float(mean), float(std))
         rejection = getattr(model, "rejection", None)
         calibrated = rejection is not None and rejection.calibrated
@@ -74,7 +76,8 @@ class PixelEncoder(nn.Module):
 
     def forward(self, pixels: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         padded = torch.cat([pixels, pixels.new_zeros(1, *pixels.shape[1:])])
-        embeddings = self.distance.prepare(self.net(self.normalization(padded)).float())[:-1]
+        embeddings = self.net(self.normalization(padded)).float()
+        embeddings = self.distance.prepare(self.centering(embeddings))[:-1]
         finite = torch.isfinite(pixels).flatten(1).all(dim=1, keepdim=True)
         embeddings = torch.where(finite, embeddings, torch.full_like(embeddings, float("nan")))
         if self.references is None:

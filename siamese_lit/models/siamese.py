@@ -14,7 +14,7 @@ from siamese_lit.evaluation.collector import EmbeddingCollector
 from siamese_lit.evaluation.openset import Rejection
 from siamese_lit.evaluation.scoring import Evaluation, score_split
 from siamese_lit.models.base import LitBase, Spec, module_from
-from siamese_lit.objectives import Distance, Objective
+from siamese_lit.objectives import Centering, Distance, Objective, centering
 from siamese_lit.utils.errors import check
 
 #: What an evaluation embeds, by dataloader: the split's images, the gallery of labelled training
@@ -48,6 +48,9 @@ class LitSiamese(LitBase):
         knn_k: neighbours voting in `knn_acc`.
         oneshot_episodes: seeded episodes averaged in `oneshot_acc` (test only).
         test_retrieval: compute the retrieval figures on test (every test image queries the others).
+        center_embeddings: measure the embeddings less the mean embedding of the gallery's training
+            digits, fitted at each validation (siamese_lit.objectives.Centering); for digits never
+            seen in training.
     """
 
     unset_when_nan = ("threshold", "rejection.threshold")  # NaN: no validation ran
@@ -63,6 +66,7 @@ class LitSiamese(LitBase):
         knn_k: int = 5,
         oneshot_episodes: int = 100,
         test_retrieval: bool = True,
+        center_embeddings: bool = False,
     ) -> None:
         super().__init__()
         net, objective, optimizer, scheduler = (
@@ -96,6 +100,12 @@ class LitSiamese(LitBase):
             f"model.embedding_dim={embedding_dim} but the encoder outputs {out_dim}: "
             "set model.net.out_dim too.",
         )
+        check(
+            not center_embeddings or bool(out_dim),
+            "model.center_embeddings needs the encoder's out_dim (the embedding size).",
+        )
+        # in eval mode: less the gallery's mean embedding (fitted on validation; saved in the checkpoint)
+        self.centering = centering(int(out_dim or 0), center_embeddings)
         # epoch means of the distances the objective reports (similar and dissimilar pairs, views)
         self.train_metrics.update({name: MeanMetric() for name in self.objective.logged})
         # the pair-accuracy threshold chosen on validation; saved with the checkpoint
@@ -116,8 +126,13 @@ class LitSiamese(LitBase):
     def forward(self, x: Tensor) -> Tensor:
         """Embeddings of a batch of normalised images, in float32 also under mixed precision (the
         distances, thresholds and neighbours computed from them need more than bfloat16's 8 bits),
-        as the distance measures them (unit vectors under the cosine distance)."""
-        return self.distance.prepare(self.net(x).float())
+        as the distance measures them (centred in eval mode when `center_embeddings`, unit vectors
+        under the cosine distance)."""
+        return self.measured(self.net(x).float())
+
+    def measured(self, embeddings: Tensor) -> Tensor:
+        """The encoder's float32 `embeddings` as the distance measures them."""
+        return self.distance.prepare(self.centering(embeddings))
 
     @torch.no_grad()
     def embed(self, images: Tensor, batch_size: int = 2048) -> Tensor:
@@ -133,7 +148,8 @@ class LitSiamese(LitBase):
 
     def _collect(self, batch: tuple[Tensor, ...], dataloader_idx: int) -> None:
         x, y, idx = batch
-        self.collectors[COLLECTED[dataloader_idx]].update(self(x), y, idx)
+        # the encoder's own embeddings: the centring is fitted on them before they are measured
+        self.collectors[COLLECTED[dataloader_idx]].update(self.net(x).float(), y, idx)
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._collect(batch, dataloader_idx)
@@ -149,13 +165,16 @@ class LitSiamese(LitBase):
 
     def _evaluate(self, stage: str) -> None:
         collected = {name: c.compute() for name, c in self.collectors.items() if c.update_called}
-        (images, _, _), (gallery, gallery_labels, _) = collected["images"], collected["gallery"]
-        outliers = collected["outliers"][0] if "outliers" in collected else None
         for c in self.collectors.values():
             c.reset()
         self.evaluation = None
         if self.trainer.sanity_checking:
             return
+        if stage == "val" and isinstance(self.centering, Centering) and len(collected["gallery"][0]):
+            self.centering.fit(collected["gallery"][0])
+        collected = {name: (self.measured(e), *rest) for name, (e, *rest) in collected.items()}
+        (images, _, _), (gallery, gallery_labels, _) = collected["images"], collected["gallery"]
+        outliers = collected["outliers"][0] if "outliers" in collected else None
         saved = float(self.threshold)
         test = stage == "test"
         evaluation = score_split(

@@ -54,3 +54,37 @@ class Distance(nn.Module):
 
     def extra_repr(self) -> str:
         return f"normalize={self.normalize}"
+
+
+class Centering(nn.Module):
+    """SimpleShot's centring (Wang et al. 2019, "CL2N"): in eval mode the embeddings have `mean`,
+    the mean embedding of the labelled training digits, taken off before the distance measures them.
+
+    The mean is fitted at each validation on the gallery's embeddings (LitSiamese) and saved with the
+    checkpoint, so every figure, command, index and ONNX graph measures the same centred geometry.
+    While training the module is the identity, as BatchNorm uses its running statistics in eval mode
+    only: the objective sees the encoder's own embeddings. Digits never seen in training then lie
+    around the origin as the seen ones do, and a cosine tells them apart by more than the direction
+    every embedding shares.
+
+    Args:
+        dim: the embedding size.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+
+    def forward(self, embeddings: Tensor) -> Tensor:
+        return embeddings if self.training else embeddings - self.mean
+
+    @torch.no_grad()
+    def fit(self, embeddings: Tensor) -> None:
+        """Take the mean of (N, dim) encoder embeddings (of training digits) as the centre."""
+        self.mean.copy_(embeddings.float().mean(0))
+
+
+def centering(dim: int, enabled: bool) -> nn.Module:
+    """The model's centring of `dim`-sized embeddings: a Centering when `enabled`, else the identity
+    (no state, so checkpoints saved before centring existed load unchanged)."""
+    return Centering(dim) if enabled else nn.Identity()
