@@ -2,14 +2,16 @@
 
 In the spirit of pytorch-metric-learning's `InferenceModel` and torchvision's weights that carry
 their transforms, it holds everything a trained model is used with: the encoder, the input
-normalisation it was trained with (siamese_lit.data.normalization), its Distance, the pair
-threshold and the checkpoint's fingerprint; it offers `embed`, `compare` and `identify` against a
-gallery index. compare, index, search, export and the demo page all go through it.
+normalisation it was trained with (siamese_lit.data.normalization), its centring (when trained
+with `center_embeddings`) and Distance, the pair threshold and the checkpoint's fingerprint; it
+offers `embed`, `compare` and `identify` against a gallery index. compare, index, search, export
+and the demo page all go through it.
 
-It is built from the checkpoint's hyper-parameters (`net`, `distance`) without Lightning, behind the
-checks of siamese_lit.checkpoints (a weights-only read of a bounded archive and structure, no
-`${...}`, the allow-list, roles and implied parameters, weights of the built shapes, finite
-values). The training-only parts (objective, optimizer, schedule) are checked there but not built.
+It is built from the checkpoint's hyper-parameters (`net`, `distance`, `center_embeddings`) without
+Lightning, behind the checks of siamese_lit.checkpoints (a weights-only read of a bounded archive
+and structure, no `${...}`, the allow-list, roles and implied parameters, weights of the built
+shapes, finite values). The training-only parts (objective, optimizer, schedule) are checked there
+but not built.
 
 One threshold policy for every command and the page (`choose_threshold`): the threshold given
 (`threshold=`) > the one calibrated on validation pairs in training (saved in the checkpoint) >

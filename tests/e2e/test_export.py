@@ -89,6 +89,25 @@ def test_the_graphs_reject_score_is_the_rejections_with_outliers(
     assert np.abs(scores - without.detach().numpy()).max() > 0.1  # the outliers changed the score
 
 
+def test_the_graph_measures_a_centred_models_embeddings_less_its_centre(
+    pixels: torch.Tensor, tmp_path: Path
+) -> None:
+    """siamese_unseen centres its embeddings (model.center_embeddings): the graph takes the centre off
+    before normalising, as SiameseModel.embed does."""
+    torch.manual_seed(0)
+    model = instantiate(compose_cfg(["+experiment=siamese_unseen"], tmp_path / "cfg").model).eval()
+    model.centering.mean.copy_(torch.randn_like(model.centering.mean))  # as a fitted one
+    path = tmp_path / "encoder.onnx"
+    export_onnx(model, path, mean=MEAN, std=STD, check_pixels=pixels[:8], metadata={})
+    batch = pixels[8:72]
+    with torch.no_grad():
+        raw = model.net((batch - MEAN) / STD).float()
+    expected = torch.nn.functional.normalize(raw - model.centering.mean, dim=1).numpy()
+    got = _onnx(batch, path)
+    assert np.abs(got - expected).max() <= TOLERANCE
+    assert np.abs(got - torch.nn.functional.normalize(raw, dim=1).numpy()).max() > 0.1  # not uncentred
+
+
 def test_a_graph_past_the_tolerance_is_not_written(pixels: torch.Tensor, tmp_path: Path) -> None:
     """The MLP's 1024-wide sums run in another order in onnxruntime: a difference of about 1e-6,
     within the tolerance but not within 1e-12, so the check refuses it and keeps the old file."""

@@ -24,6 +24,7 @@ from siamese_lit.inference import (
 )
 from siamese_lit.inference.model import CLASSIFIER_ARGUMENTS, FALLBACK_THRESHOLD, SIAMESE_ARGUMENTS
 from siamese_lit.utils.errors import CheckpointError, ConfigError
+from tests.helpers.runs import SMALL_NET, TINY_SIAMESE, compose_cfg, train_tiny
 
 LIGHTNING_FREE = ["siamese_lit.compare", "siamese_lit.index", "siamese_lit.search", "siamese_lit.export"]
 LIGHTNING_FREE += ["siamese_lit.demo.engine"]
@@ -180,3 +181,71 @@ def test_the_rejection_calibrated_in_training_says_unknown_everywhere(
     too_many = {"rejection.references": torch.zeros(MAX_REFERENCES + 1, 1)}  # sized before loading
     with pytest.raises(CheckpointError, match="reference embeddings, more than"):
         lit.rejection.fit_state(too_many, "rejection.", "ckpt_path=edited.ckpt")
+
+
+#: a tiny cosine run measured centred (model.center_embeddings, as siamese_unseen)
+CENTRED = [*SMALL_NET, "data.batch_size=32", "model/distance=cosine", "model.center_embeddings=true"]
+
+
+@pytest.fixture(scope="module")
+def centred_checkpoint(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    return (
+        train_tiny(tmp_path_factory.mktemp("tiny") / "centred", "siamese", CENTRED)
+        / "checkpoints"
+        / "last.ckpt"
+    )
+
+
+def test_a_centred_model_measures_its_embeddings_less_its_training_digits_mean(
+    centred_checkpoint: Path, digits, tmp_path: Path
+) -> None:
+    """The centre is the mean of the encoder's own embeddings of the validation gallery (training
+    digits), fitted at the validation that saved the checkpoint; eval mode and every command measure
+    the embeddings less it, training does not."""
+    from hydra.utils import instantiate
+
+    from siamese_lit.models.loading import load_model
+
+    lit, saved = load_model(centred_checkpoint, "Siamese")
+    datamodule = instantiate(compose_cfg(["+experiment=siamese", *TINY_SIAMESE, *CENTRED], tmp_path).data)
+    datamodule.setup("fit")
+    gallery = datamodule.splits["val_gallery"][0]
+    normalization = Normalization(saved["mean"], saved["std"])
+    with torch.no_grad():
+        gallery_mean = lit.net(normalization(gallery)).float().mean(0)
+        centre = lit.centering.mean
+        # bf16-mixed validation (AMX) against this float32 pass: equal to bf16's precision
+        assert torch.allclose(centre, gallery_mean, atol=0.02 * float(gallery_mean.norm()))
+        assert float(centre.norm()) > 0.1 * float(lit.net(normalization(digits[0])).norm(dim=1).mean())
+        x = normalization(digits[0])
+        raw = lit.net(x).float()
+        centred = torch.nn.functional.normalize(raw - centre, dim=1)
+        model = SiameseModel.from_checkpoint(centred_checkpoint)
+        assert torch.allclose(model.embed(digits[0]), centred, atol=1e-5)
+        assert torch.allclose(lit(x), centred, atol=1e-5)
+        assert (centred - torch.nn.functional.normalize(raw, dim=1)).abs().max() > 0.05  # it moves them
+        assert torch.allclose(lit.train()(x), torch.nn.functional.normalize(raw, dim=1), atol=1e-5)
+    # the rejection references were measured centred: the test digits are mostly accepted
+    assert float((model.reject_scores(model.embed(digits[0])) <= model.rejection.value).float().mean()) > 0.9
+
+
+@pytest.mark.parametrize(
+    ("hyper", "drop", "message"),
+    [
+        ({"center_embeddings": "yes"}, (), r"model.center_embeddings is 'yes', not true or false"),
+        ({}, ("centering.mean",), r"do not fit the model .*\(missing centering.mean\)"),
+        ({"center_embeddings": False}, (), r"do not fit the model .*\(unexpected centering.mean\)"),
+    ],
+    ids=["not-a-bool", "no-centre", "a-centre-not-asked-for"],
+)
+def test_an_edited_centring_is_refused(
+    centred_checkpoint: Path, tmp_path: Path, hyper: dict, drop: tuple[str, ...], message: str
+) -> None:
+    saved = torch.load(centred_checkpoint, map_location="cpu", weights_only=True)
+    state = {k: v for k, v in saved["state_dict"].items() if k not in drop}
+    path = tmp_path / "edited.ckpt"
+    torch.save(
+        {**saved, "state_dict": state, "hyper_parameters": {**saved["hyper_parameters"], **hyper}}, path
+    )
+    with pytest.raises(CheckpointError, match=message):
+        SiameseModel.from_checkpoint(path)
