@@ -16,6 +16,7 @@ from siamese_lit.cli.command import run_command
 from siamese_lit.cli.outputs import check_output, writing
 from siamese_lit.data.mnist import load_mnist
 from siamese_lit.inference.cli import load_siamese
+from siamese_lit.objectives.distance import Centering
 from siamese_lit.utils.errors import check
 
 FORMATS = ("onnx",)
@@ -63,7 +64,9 @@ def export(cfg: DictConfig) -> float:
         f"wrote {output}: pixels float32 (batch, 28, 28) in [0, 1] -> "
         f"embedding (batch, {model.embedding_dim})"
     )
-    print(f"normalisation (x - {mean}) / {std} and the {metadata['distance']} distance inside; {checked}")
+    centring = ", centring" if isinstance(model.module.centering, Centering) else ""
+    distance = metadata["distance"]
+    print(f"normalisation (x - {mean}) / {std}{centring} and the {distance} distance inside; {checked}")
     return diff
 
 

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from siamese_lit.data.mnist import raw_folder
 from tests.helpers.runs import (  # noqa: F401  (re-exported: `from conftest import ...` still works)
+    CENTRED,
     CONF_DIR,
     EXPERIMENTS,
     SMALL_NET,
@@ -54,6 +55,12 @@ def tiny_siamese_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -
     """Output dir of a real 1-epoch Siamese run on 3000 training pairs (1x64 LSTM)."""
     extra = [*SMALL_NET, "model.net.hidden_size=64", "data.batch_size=32", "model.optimizer.lr=0.01"]
     return train_tiny(tmp_path_factory.mktemp("tiny") / "siamese", "siamese", extra)
+
+
+@pytest.fixture(scope="session")
+def tiny_centred_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """Output dir of a real 1-epoch cosine Siamese run measured centred (model.center_embeddings)."""
+    return train_tiny(tmp_path_factory.mktemp("tiny") / "centred", "siamese", CENTRED)
 
 
 @pytest.fixture(scope="session")

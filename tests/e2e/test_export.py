@@ -134,6 +134,7 @@ def test_export_command_on_a_real_checkpoint(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "pixels float32 (batch, 28, 28) in [0, 1]" in result.stdout
+    assert "0.3081 and the euclidean distance inside" in result.stdout  # no centring
     model, _ = load_model(ckpt, "Siamese")
     for batch in (pixels[100:101], pixels[100:164]):
         with torch.no_grad():
@@ -150,3 +151,20 @@ def test_export_command_on_a_real_checkpoint(
     expected = siamese.reject_scores(siamese.embed(digits)).numpy()
     scores = session(out).run([SCORE], {INPUT: pixels[100:164].numpy()})[0]
     assert scores.shape == (64,) and np.abs(scores - expected).max() <= TOLERANCE
+
+
+def test_export_command_on_a_centred_checkpoint(
+    tiny_centred_run: Path, pixels: torch.Tensor, tmp_path: Path
+) -> None:
+    """The graph of a model trained with model.center_embeddings answers as its SiameseModel."""
+    ckpt = tiny_centred_run / "checkpoints" / "last.ckpt"
+    out = tmp_path / "encoder.onnx"
+    result = run_cli(
+        "siamese_lit.export",
+        [f"ckpt_path={ckpt}", "format=onnx", f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"],
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "0.3081, centring and the cosine distance inside" in result.stdout
+    digits = (pixels[100:164] * 255).round().to(torch.uint8)
+    expected = SiameseModel.from_checkpoint(ckpt).embed(digits).numpy()
+    assert np.abs(_onnx(digits.float() / 255, out) - expected).max() <= TOLERANCE

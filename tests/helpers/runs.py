@@ -39,6 +39,8 @@ TINY_SIAMESE = [
     "model.oneshot_episodes=10",
 ]
 SMALL_NET = ["model.net.hidden_size=32", "model.net.num_layers=1"]
+#: a tiny cosine Siamese run measured centred (model.center_embeddings, as siamese_unseen)
+CENTRED = [*SMALL_NET, "data.batch_size=32", "model/distance=cosine", "model.center_embeddings=true"]
 # smaller than TINY_SIAMESE: for whole CLI runs, several per test (sweeps, SLURM, results)
 SMALLER = {
     "data.train_size": "1000",

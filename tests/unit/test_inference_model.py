@@ -24,7 +24,7 @@ from siamese_lit.inference import (
 )
 from siamese_lit.inference.model import CLASSIFIER_ARGUMENTS, FALLBACK_THRESHOLD, SIAMESE_ARGUMENTS
 from siamese_lit.utils.errors import CheckpointError, ConfigError
-from tests.helpers.runs import SMALL_NET, TINY_SIAMESE, compose_cfg, train_tiny
+from tests.helpers.runs import CENTRED, TINY_SIAMESE, compose_cfg
 
 LIGHTNING_FREE = ["siamese_lit.compare", "siamese_lit.index", "siamese_lit.search", "siamese_lit.export"]
 LIGHTNING_FREE += ["siamese_lit.demo.engine"]
@@ -183,17 +183,9 @@ def test_the_rejection_calibrated_in_training_says_unknown_everywhere(
         lit.rejection.fit_state(too_many, "rejection.", "ckpt_path=edited.ckpt")
 
 
-#: a tiny cosine run measured centred (model.center_embeddings, as siamese_unseen)
-CENTRED = [*SMALL_NET, "data.batch_size=32", "model/distance=cosine", "model.center_embeddings=true"]
-
-
 @pytest.fixture(scope="module")
-def centred_checkpoint(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
-    return (
-        train_tiny(tmp_path_factory.mktemp("tiny") / "centred", "siamese", CENTRED)
-        / "checkpoints"
-        / "last.ckpt"
-    )
+def centred_checkpoint(tiny_centred_run: Path) -> Path:
+    return tiny_centred_run / "checkpoints" / "last.ckpt"
 
 
 def test_a_centred_model_measures_its_embeddings_less_its_training_digits_mean(
