@@ -123,18 +123,25 @@ def test_a_graph_past_the_tolerance_is_not_written(pixels: torch.Tensor, tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == ["encoder.onnx"]  # no temporary left
 
 
-def test_export_command_on_a_real_checkpoint(
-    tiny_siamese_run: Path, pixels: torch.Tensor, tmp_path: Path
-) -> None:
-    ckpt = tiny_siamese_run / "checkpoints" / "last.ckpt"
+def _export_command(ckpt: Path, tmp_path: Path) -> tuple[Path, str]:
+    """`python -m siamese_lit.export` of `ckpt` to ONNX in `tmp_path`, which must succeed: the graph
+    and what the command printed."""
     out = tmp_path / "encoder.onnx"
     result = run_cli(
         "siamese_lit.export",
         [f"ckpt_path={ckpt}", "format=onnx", f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"],
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "pixels float32 (batch, 28, 28) in [0, 1]" in result.stdout
-    assert "0.3081 and the euclidean distance inside" in result.stdout  # no centring
+    return out, result.stdout
+
+
+def test_export_command_on_a_real_checkpoint(
+    tiny_siamese_run: Path, pixels: torch.Tensor, tmp_path: Path
+) -> None:
+    ckpt = tiny_siamese_run / "checkpoints" / "last.ckpt"
+    out, stdout = _export_command(ckpt, tmp_path)
+    assert "pixels float32 (batch, 28, 28) in [0, 1]" in stdout
+    assert "0.3081 and the euclidean distance inside" in stdout  # no centring
     model, _ = load_model(ckpt, "Siamese")
     for batch in (pixels[100:101], pixels[100:164]):
         with torch.no_grad():
@@ -158,13 +165,8 @@ def test_export_command_on_a_centred_checkpoint(
 ) -> None:
     """The graph of a model trained with model.center_embeddings answers as its SiameseModel."""
     ckpt = tiny_centred_run / "checkpoints" / "last.ckpt"
-    out = tmp_path / "encoder.onnx"
-    result = run_cli(
-        "siamese_lit.export",
-        [f"ckpt_path={ckpt}", "format=onnx", f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"],
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "0.3081, centring and the cosine distance inside" in result.stdout
+    out, stdout = _export_command(ckpt, tmp_path)
+    assert "0.3081, centring and the cosine distance inside" in stdout
     digits = (pixels[100:164] * 255).round().to(torch.uint8)
     expected = SiameseModel.from_checkpoint(ckpt).embed(digits).numpy()
     assert np.abs(_onnx(digits.float() / 255, out) - expected).max() <= TOLERANCE
